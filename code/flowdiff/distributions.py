@@ -1,0 +1,366 @@
+"""Probability distributions: what a generative model starts from and aims at.
+
+Introduced in Chapter 1 (*Generation as sampling*). Every distribution
+samples a batch, shape ``(n, d)``, from a seedable ``torch.Generator``;
+those whose density is known in closed form (Gaussians and Gaussian
+mixtures) also give the exact log-density and score, which Chapter 3 uses
+to drive Langevin dynamics and later chapters use as ground truth.
+
+The 2-D toy sets are scaled to lie roughly in ``[-3, 3]^2``, the region where
+a standard Gaussian puts almost all its mass, so that a flow from
+``N(0, I)`` to any of them has comparable work to do.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from flowdiff._checks import check_batch, check_count, check_positive
+
+__all__ = [
+    "Sampleable",
+    "Density",
+    "Gaussian",
+    "GaussianMixture",
+    "Empirical",
+    "Moons",
+    "Circles",
+    "Spiral",
+    "Checkerboard",
+    "Annulus",
+    "SwissRoll",
+    "TOY_DATASETS",
+    "toy_dataset",
+]
+
+
+class Sampleable(ABC):
+    """A distribution we can draw samples from (Chapter 1, Definition 'data distribution')."""
+
+    dim: int
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` independent samples, returned as a tensor of shape ``(n, dim)``."""
+
+
+class Density(Sampleable):
+    """A distribution with a known density ``p``: log-density and score ``∇ log p``."""
+
+    @abstractmethod
+    def log_density(self, x: Tensor) -> Tensor:
+        """``log p(x)`` for a batch ``x`` of shape ``(n, dim)``; returns shape ``(n,)``."""
+
+    @abstractmethod
+    def score(self, x: Tensor) -> Tensor:
+        """The score ``∇_x log p(x)`` for ``x`` of shape ``(n, dim)``; returns ``(n, dim)``."""
+
+
+def _as_tensor(value: Tensor | list | float, name: str) -> Tensor:
+    tensor = torch.as_tensor(value)
+    if not torch.is_floating_point(tensor):
+        tensor = tensor.to(torch.get_default_dtype())
+    if not torch.all(torch.isfinite(tensor)):
+        raise ValueError(f"{name} must be finite")
+    return tensor
+
+
+class Gaussian(Density):
+    r"""The multivariate normal law ``N(mean, cov)`` (Chapter 1).
+
+    .. math::
+        \log p(x) = -\tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu) - \tfrac12 \log\det(2\pi\Sigma),
+        \qquad \nabla \log p(x) = -\Sigma^{-1}(x-\mu).
+
+    Args:
+        mean: shape ``(d,)``.
+        cov: shape ``(d, d)``, symmetric positive definite.
+    """
+
+    def __init__(self, mean: Tensor, cov: Tensor) -> None:
+        mean = _as_tensor(mean, "mean")
+        if mean.ndim != 1:
+            raise ValueError(f"mean must have shape (d,), got shape {tuple(mean.shape)}")
+        cov = _as_tensor(cov, "cov").to(mean.dtype)
+        d = mean.shape[0]
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must have shape ({d}, {d}), got shape {tuple(cov.shape)}")
+        if not torch.allclose(cov, cov.T):
+            raise ValueError("cov must be symmetric")
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if info.item() != 0:
+            raise ValueError("cov must be positive definite")
+        self.dim = d
+        self.mean = mean
+        self.cov = cov
+        self._chol = chol
+        self._precision = torch.cholesky_inverse(chol)
+        self._log_normaliser = 0.5 * d * math.log(2 * math.pi) + torch.log(torch.diagonal(chol)).sum()
+
+    @classmethod
+    def isotropic(cls, dim: int, std: float = 1.0, mean: Tensor | None = None) -> "Gaussian":
+        """``N(mean, std^2 I)`` in ``dim`` dimensions; ``mean`` defaults to the origin."""
+        check_count(dim, "dim")
+        check_positive(std, "std")
+        mean = torch.zeros(dim) if mean is None else _as_tensor(mean, "mean")
+        return cls(mean, std**2 * torch.eye(dim, dtype=mean.dtype))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``x = mean + L z`` with ``L L^T = cov`` and ``z ~ N(0, I)``; shape ``(n, d)``."""
+        check_count(n, "n")
+        z = torch.randn(n, self.dim, generator=generator, dtype=self.mean.dtype)
+        return self.mean + z @ self._chol.T
+
+    def log_density(self, x: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        centred = x - self.mean
+        quadratic = torch.einsum("ni,ij,nj->n", centred, self._precision, centred)
+        return -0.5 * quadratic - self._log_normaliser
+
+    def score(self, x: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        return -(x - self.mean) @ self._precision
+
+
+class GaussianMixture(Density):
+    r"""A mixture ``p(x) = Σ_k w_k N(x; μ_k, Σ_k)`` (Chapter 1; sampled by Langevin in Chapter 3).
+
+    .. math::
+        \nabla \log p(x) = \sum_k \gamma_k(x)\, \bigl(-\Sigma_k^{-1}(x-\mu_k)\bigr),
+        \qquad \gamma_k(x) = \frac{w_k N(x;\mu_k,\Sigma_k)}{\sum_j w_j N(x;\mu_j,\Sigma_j)}.
+
+    Args:
+        means: shape ``(k, d)``.
+        covs: shape ``(k, d, d)``.
+        weights: shape ``(k,)``, positive; normalised to sum to one.
+    """
+
+    def __init__(self, means: Tensor, covs: Tensor, weights: Tensor | None = None) -> None:
+        means = _as_tensor(means, "means")
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (k, d), got shape {tuple(means.shape)}")
+        k, d = means.shape
+        covs = _as_tensor(covs, "covs").to(means.dtype)
+        if covs.shape != (k, d, d):
+            raise ValueError(f"covs must have shape ({k}, {d}, {d}), got shape {tuple(covs.shape)}")
+        weights = torch.ones(k, dtype=means.dtype) if weights is None else _as_tensor(weights, "weights")
+        if weights.shape != (k,):
+            raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
+        if torch.any(weights <= 0):
+            raise ValueError("weights must be positive")
+        self.dim = d
+        self.weights = (weights / weights.sum()).to(means.dtype)
+        self.components = [Gaussian(means[i], covs[i]) for i in range(k)]
+
+    @classmethod
+    def isotropic(cls, means: Tensor, std: float, weights: Tensor | None = None) -> "GaussianMixture":
+        """Components ``N(μ_k, std^2 I)`` with the given means, shape ``(k, d)``."""
+        means = _as_tensor(means, "means")
+        check_positive(std, "std")
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (k, d), got shape {tuple(means.shape)}")
+        k, d = means.shape
+        covs = std**2 * torch.eye(d, dtype=means.dtype).expand(k, d, d).clone()
+        return cls(means, covs, weights)
+
+    @classmethod
+    def on_circle(cls, n_components: int, radius: float, std: float) -> "GaussianMixture":
+        """Equal-weight 2-D mixture with means evenly spaced on a circle of the given radius."""
+        check_count(n_components, "n_components")
+        check_positive(radius, "radius")
+        angles = 2 * math.pi * torch.arange(n_components) / n_components
+        means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+        return cls.isotropic(means, std)
+
+    @property
+    def means(self) -> Tensor:
+        """Component means, shape ``(k, d)``."""
+        return torch.stack([c.mean for c in self.components])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Pick a component ``k ~ w``, then ``x ~ N(μ_k, Σ_k)``; shape ``(n, d)``."""
+        check_count(n, "n")
+        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        out = torch.empty(n, self.dim, dtype=self.weights.dtype)
+        for k, component in enumerate(self.components):
+            chosen = labels == k
+            count = int(chosen.sum())
+            if count:
+                out[chosen] = component.sample(count, generator)
+        return out
+
+    def _log_joint(self, x: Tensor) -> Tensor:
+        """``log w_k + log N(x; μ_k, Σ_k)`` for every component, shape ``(n, k)``."""
+        return torch.stack(
+            [torch.log(w) + c.log_density(x) for w, c in zip(self.weights, self.components)], dim=1
+        )
+
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior component probabilities ``γ_k(x)``, shape ``(n, k)``."""
+        check_batch(x, "x", self.dim)
+        return torch.softmax(self._log_joint(x), dim=1)
+
+    def log_density(self, x: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        return torch.logsumexp(self._log_joint(x), dim=1)
+
+    def score(self, x: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        gamma = torch.softmax(self._log_joint(x), dim=1)
+        component_scores = torch.stack([c.score(x) for c in self.components], dim=1)
+        return torch.einsum("nk,nkd->nd", gamma, component_scores)
+
+
+class Empirical(Sampleable):
+    """The empirical distribution of a data set: each stored point with mass ``1/N`` (Chapter 1).
+
+    Sampling draws rows with replacement, which is how a training loop sees
+    a finite data set.
+
+    Args:
+        points: shape ``(N, d)``.
+    """
+
+    def __init__(self, points: Tensor) -> None:
+        check_batch(points, "points")
+        self.points = points
+        self.dim = points.shape[1]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        check_count(n, "n")
+        index = torch.randint(self.points.shape[0], (n,), generator=generator)
+        return self.points[index]
+
+
+class _Toy2D(Sampleable):
+    """A 2-D toy data set, defined only through its sampler."""
+
+    dim = 2
+
+    def __init__(self, noise: float) -> None:
+        check_positive(noise, "noise", allow_zero=True)
+        self.noise = noise
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        check_count(n, "n")
+        clean = self._sample_clean(n, generator)
+        return clean + self.noise * torch.randn(n, 2, generator=generator)
+
+    @abstractmethod
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """Points on the noise-free shape, shape ``(n, 2)``."""
+
+
+class Moons(_Toy2D):
+    """Two interleaving half circles (the 'moons' of scikit-learn), centred and scaled by 2."""
+
+    def __init__(self, noise: float = 0.05) -> None:
+        super().__init__(noise)
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        angle = math.pi * torch.rand(n, generator=generator)
+        upper = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
+        y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
+        return 2 * (torch.stack([x, y], dim=1) - torch.tensor([0.5, 0.25]))
+
+
+class Circles(_Toy2D):
+    """Two concentric circles of radii 2 and ``2 * factor``, each chosen with probability 1/2."""
+
+    def __init__(self, noise: float = 0.05, factor: float = 0.5) -> None:
+        super().__init__(noise)
+        check_positive(factor, "factor")
+        self.factor = factor
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        angle = 2 * math.pi * torch.rand(n, generator=generator)
+        inner = torch.rand(n, generator=generator) < 0.5
+        radius = torch.where(inner, 2 * self.factor, 2.0)
+        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+
+
+class Spiral(_Toy2D):
+    """An Archimedean spiral ``r ∝ θ`` with ``turns`` windings, reaching radius 2.5."""
+
+    def __init__(self, noise: float = 0.05, turns: float = 1.5) -> None:
+        super().__init__(noise)
+        check_positive(turns, "turns")
+        self.turns = turns
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        # sqrt makes the points uniform along the arc rather than in angle.
+        fraction = torch.sqrt(torch.rand(n, generator=generator))
+        angle = 2 * math.pi * self.turns * fraction
+        radius = 2.5 * fraction
+        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+
+
+class Checkerboard(_Toy2D):
+    """Uniform on the dark squares of a ``squares x squares`` board covering ``[-2, 2]^2``."""
+
+    def __init__(self, squares: int = 4, noise: float = 0.0) -> None:
+        super().__init__(noise)
+        check_count(squares, "squares")
+        if squares < 2:
+            raise ValueError(f"squares must be >= 2, got {squares}")
+        self.squares = squares
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        side = 4.0 / self.squares
+        cells = self.squares**2
+        dark = torch.tensor([c for c in range(cells) if (c // self.squares + c % self.squares) % 2 == 0])
+        cell = dark[torch.randint(len(dark), (n,), generator=generator)]
+        corner = torch.stack([cell % self.squares, cell // self.squares], dim=1).to(torch.float32)
+        return -2.0 + side * (corner + torch.rand(n, 2, generator=generator))
+
+
+class Annulus(_Toy2D):
+    """Uniform on the ring ``inner <= |x| <= outer``: a non-Gaussian *source* (Chapter 5)."""
+
+    def __init__(self, inner: float = 1.0, outer: float = 1.5, noise: float = 0.0) -> None:
+        super().__init__(noise)
+        check_positive(inner, "inner", allow_zero=True)
+        check_positive(outer, "outer")
+        if outer <= inner:
+            raise ValueError(f"outer must exceed inner, got inner={inner}, outer={outer}")
+        self.inner, self.outer = inner, outer
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        # Uniform in area: r^2 is uniform between the squared radii.
+        u = torch.rand(n, generator=generator)
+        radius = torch.sqrt(self.inner**2 + u * (self.outer**2 - self.inner**2))
+        angle = 2 * math.pi * torch.rand(n, generator=generator)
+        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+
+
+class SwissRoll(_Toy2D):
+    """The 2-D Swiss roll ``(s cos s, s sin s)`` for ``s`` in ``[1.5π, 4.5π]``, scaled by 1/5."""
+
+    def __init__(self, noise: float = 0.1) -> None:
+        super().__init__(noise)
+
+    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+        s = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
+        return torch.stack([s * torch.cos(s), s * torch.sin(s)], dim=1) / 5
+
+
+TOY_DATASETS: dict[str, type[_Toy2D]] = {
+    "moons": Moons,
+    "circles": Circles,
+    "spiral": Spiral,
+    "checkerboard": Checkerboard,
+    "annulus": Annulus,
+    "swiss_roll": SwissRoll,
+}
+
+
+def toy_dataset(name: str, **kwargs: float) -> Sampleable:
+    """The 2-D toy set called ``name`` (a key of ``TOY_DATASETS``), built with ``kwargs``."""
+    if name not in TOY_DATASETS:
+        raise ValueError(f"name must be one of {sorted(TOY_DATASETS)}, got {name!r}")
+    return TOY_DATASETS[name](**kwargs)

@@ -1,0 +1,235 @@
+"""Ordinary and stochastic differential equations.
+
+An ODE is a drift (a time-dependent vector field) ``u_t(x)``:
+
+    dX_t = u_t(X_t) dt                       (Chapter 2, eq. ``ode``)
+
+and an SDE adds a diffusion coefficient ``σ_t(X_t)`` times Brownian noise:
+
+    dX_t = u_t(X_t) dt + σ_t(X_t) dW_t       (Chapter 3, eq. ``sde``)
+
+Both take a batch ``x`` of shape ``(n, ...)`` and one time per sample,
+``t`` of shape ``(n,)``; the drift has the shape of ``x`` and the (scalar)
+diffusion coefficient has shape ``(n,)``. The solvers in
+:mod:`flowdiff.solvers` only ever call these two methods.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from flowdiff._checks import check_batch, check_positive, check_unit_time
+from flowdiff.distributions import Density, Gaussian
+
+__all__ = [
+    "ODE",
+    "SDE",
+    "VectorFieldODE",
+    "LinearODE",
+    "AffineGaussianFlow",
+    "BrownianMotion",
+    "OrnsteinUhlenbeck",
+    "OverdampedLangevin",
+]
+
+
+def _column(t: Tensor, x: Tensor) -> Tensor:
+    """Reshape one-time-per-sample ``t`` (shape ``(n,)``) to broadcast against ``x``."""
+    return t.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class ODE(ABC):
+    """An ordinary differential equation ``dX_t = u_t(X_t) dt`` (Chapter 2)."""
+
+    @abstractmethod
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        """The vector field ``u_t(x)``: ``x`` of shape ``(n, ...)``, ``t`` of shape ``(n,)``."""
+
+
+class SDE(ABC):
+    """A stochastic differential equation ``dX_t = u_t(X_t) dt + σ_t(X_t) dW_t`` (Chapter 3)."""
+
+    @abstractmethod
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        """The drift ``u_t(x)``, same shape as ``x``."""
+
+    @abstractmethod
+    def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
+        """The scalar diffusion coefficient ``σ_t(x)`` of each sample, shape ``(n,)``."""
+
+
+class VectorFieldODE(ODE):
+    """An ODE whose vector field is any function ``(x, t) -> u_t(x)`` (Chapter 2)."""
+
+    def __init__(self, vector_field: Callable[[Tensor, Tensor], Tensor]) -> None:
+        if not callable(vector_field):
+            raise ValueError("vector_field must be callable as vector_field(x, t)")
+        self.vector_field = vector_field
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.vector_field(x, t)
+
+
+class LinearODE(ODE):
+    r"""The linear, time-invariant ODE ``dx/dt = A x`` (Chapter 2, eq. ``linear-ode``).
+
+    Its flow is the matrix exponential, ``ψ_t(x_0) = e^{tA} x_0``, which makes
+    it the reference against which the solvers' errors are measured.
+
+    Args:
+        matrix: ``A``, shape ``(d, d)``.
+    """
+
+    def __init__(self, matrix: Tensor) -> None:
+        matrix = torch.as_tensor(matrix)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix must be square, got shape {tuple(matrix.shape)}")
+        self.matrix = matrix
+        self.dim = matrix.shape[0]
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        return x @ self.matrix.to(x.dtype).T
+
+    def flow(self, x0: Tensor, t: float) -> Tensor:
+        """The exact solution ``ψ_t(x_0) = e^{tA} x_0`` for a batch ``x0`` of shape ``(n, d)``."""
+        check_batch(x0, "x0", self.dim)
+        return x0 @ torch.linalg.matrix_exp(t * self.matrix.to(x0.dtype)).T
+
+
+class AffineGaussianFlow(ODE):
+    r"""The straight-line flow that carries ``N(μ_0, s_0^2 I)`` to ``N(μ_1, s_1^2 I)`` (Chapter 2).
+
+    With ``μ_t = (1-t) μ_0 + t μ_1`` and ``s_t = (1-t) s_0 + t s_1``, the flow
+    and its vector field are (eq. ``affine-flow``)
+
+    .. math::
+        ψ_t(x_0) = μ_t + \frac{s_t}{s_0}(x_0 - μ_0), \qquad
+        u_t(x) = μ_1 - μ_0 + \frac{s_1 - s_0}{s_t}(x - μ_t),
+
+    and ``ψ_t`` pushes the source to ``N(μ_t, s_t^2 I)`` for every ``t`` in ``[0, 1]``.
+    """
+
+    def __init__(self, source: Gaussian, target: Gaussian) -> None:
+        for name, law in (("source", source), ("target", target)):
+            if not isinstance(law, Gaussian):
+                raise ValueError(f"{name} must be a Gaussian, got {type(law).__name__}")
+            variances = torch.diagonal(law.cov)
+            if not torch.allclose(law.cov, torch.diag_embed(variances)) or not torch.allclose(
+                variances, variances[0].expand_as(variances)
+            ):
+                raise ValueError(f"{name} must be isotropic (covariance s^2 I)")
+        if source.dim != target.dim:
+            raise ValueError(f"target must have dimension {source.dim}, got {target.dim}")
+        self.dim = source.dim
+        self.source, self.target = source, target
+        self.mean0, self.mean1 = source.mean, target.mean
+        self.std0 = math.sqrt(source.cov[0, 0].item())
+        self.std1 = math.sqrt(target.cov[0, 0].item())
+
+    def _mean_std(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        t = _column(t.to(x.dtype), x)
+        mean = (1 - t) * self.mean0.to(x.dtype) + t * self.mean1.to(x.dtype)
+        return mean, (1 - t) * self.std0 + t * self.std1
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        check_batch(x, "x", self.dim)
+        check_unit_time(t)
+        mean, std = self._mean_std(t, x)
+        return (self.mean1 - self.mean0).to(x.dtype) + (self.std1 - self.std0) / std * (x - mean)
+
+    def flow(self, x0: Tensor, t: Tensor) -> Tensor:
+        """``ψ_t(x_0)`` for ``x0`` of shape ``(n, d)`` and ``t`` of shape ``(n,)``."""
+        check_batch(x0, "x0", self.dim)
+        check_unit_time(t)
+        mean, std = self._mean_std(t, x0)
+        return mean + std / self.std0 * (x0 - self.mean0.to(x0.dtype))
+
+    def marginal(self, t: float) -> Gaussian:
+        """The law ``N(μ_t, s_t^2 I)`` of ``X_t`` when ``X_0`` follows the source."""
+        check_unit_time(torch.tensor(t), "t")
+        std = (1 - t) * self.std0 + t * self.std1
+        return Gaussian.isotropic(self.dim, std, (1 - t) * self.mean0 + t * self.mean1)
+
+
+class BrownianMotion(SDE):
+    r"""Scaled Brownian motion ``dX_t = σ dW_t`` (Chapter 3, eq. ``brownian``).
+
+    Started at ``x_0``, ``X_t ~ N(x_0, σ^2 t I)``.
+    """
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        check_positive(sigma, "sigma")
+        self.sigma = float(sigma)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+    def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+
+
+class OrnsteinUhlenbeck(SDE):
+    r"""The Ornstein–Uhlenbeck process ``dX_t = -θ X_t dt + σ dW_t`` (Chapter 3, eq. ``ou``).
+
+    Started at ``x_0`` it is Gaussian with (Proposition ``prop-ou-law``)
+
+    .. math::
+        E[X_t] = e^{-θ t} x_0, \qquad
+        \operatorname{Var}[X_t] = \frac{σ^2}{2θ}\,(1 - e^{-2θ t})\, I,
+
+    and its stationary law is ``N(0, σ^2/(2θ) I)``.
+    """
+
+    def __init__(self, theta: float = 1.0, sigma: float = 1.0) -> None:
+        check_positive(theta, "theta")
+        check_positive(sigma, "sigma", allow_zero=True)
+        self.theta, self.sigma = float(theta), float(sigma)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return -self.theta * x
+
+    def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+
+    def mean(self, x0: Tensor, t: float) -> Tensor:
+        """``E[X_t | X_0 = x_0] = e^{-θt} x_0``."""
+        check_positive(t, "t", allow_zero=True)
+        return math.exp(-self.theta * t) * x0
+
+    def variance(self, t: float) -> float:
+        """``Var[X_t | X_0]`` per coordinate: ``σ^2 (1 - e^{-2θt}) / (2θ)``."""
+        check_positive(t, "t", allow_zero=True)
+        return self.sigma**2 * (1 - math.exp(-2 * self.theta * t)) / (2 * self.theta)
+
+    @property
+    def stationary_variance(self) -> float:
+        """Variance of the stationary law ``N(0, σ^2/(2θ) I)``."""
+        return self.sigma**2 / (2 * self.theta)
+
+
+class OverdampedLangevin(SDE):
+    r"""Overdamped Langevin dynamics for a target density ``p`` (Chapter 3, eq. ``langevin``):
+
+    .. math::
+        dX_t = \frac{σ^2}{2} \nabla \log p(X_t)\, dt + σ\, dW_t,
+
+    whose stationary law is ``p`` for every ``σ > 0`` (Theorem ``thm-langevin``).
+    """
+
+    def __init__(self, target: Density, sigma: float = 1.0) -> None:
+        if not hasattr(target, "score"):
+            raise ValueError("target must have a score(x) method")
+        check_positive(sigma, "sigma")
+        self.target, self.sigma = target, float(sigma)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return 0.5 * self.sigma**2 * self.target.score(x)
+
+    def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)

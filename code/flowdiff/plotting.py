@@ -1,0 +1,215 @@
+"""The few plotting helpers the chapters share (Chapters 1–3 onwards).
+
+Every helper draws on a Matplotlib ``Axes`` that the caller owns, so a
+chapter composes its figures from them and keeps control of layout and
+captions. :func:`animate` turns a :class:`~flowdiff.solvers.Trajectory`
+into a self-contained HTML animation (JavaScript and PNG frames inlined)
+that a notebook and the built web page both display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.animation import FuncAnimation
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from flowdiff._checks import check_batch, check_count
+from flowdiff.solvers import Trajectory
+
+__all__ = [
+    "Bounds",
+    "use_book_style",
+    "grid_points",
+    "plot_density",
+    "plot_samples",
+    "plot_vector_field",
+    "plot_trajectories",
+    "HTMLAnimation",
+    "animate",
+]
+
+Bounds = tuple[float, float, float, float]
+"""A plotting window ``(xmin, xmax, ymin, ymax)``."""
+
+DEFAULT_BOUNDS: Bounds = (-3.5, 3.5, -3.5, 3.5)
+
+# A colour-blind-safe palette (Okabe & Ito), used for every figure of the book.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def use_book_style() -> None:
+    """Set Matplotlib defaults shared by every figure of the book: size, fonts, colours."""
+    plt.rcParams.update(
+        {
+            "figure.figsize": (7.0, 3.2),
+            "figure.dpi": 110,
+            "savefig.dpi": 110,
+            "figure.constrained_layout.use": True,
+            "axes.prop_cycle": plt.cycler(color=PALETTE),
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 9,
+            "legend.frameon": False,
+            "image.cmap": "Blues",
+            "animation.embed_limit": 20.0,
+        }
+    )
+
+
+def _check_bounds(bounds: Sequence[float]) -> Bounds:
+    if len(bounds) != 4:
+        raise ValueError(f"bounds must be (xmin, xmax, ymin, ymax), got {bounds!r}")
+    xmin, xmax, ymin, ymax = (float(b) for b in bounds)
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError(f"bounds must satisfy xmin < xmax and ymin < ymax, got {bounds!r}")
+    return xmin, xmax, ymin, ymax
+
+
+def _frame(ax: Axes, bounds: Bounds) -> None:
+    ax.set_xlim(bounds[0], bounds[1])
+    ax.set_ylim(bounds[2], bounds[3])
+    ax.set_aspect("equal")
+
+
+def grid_points(bounds: Bounds = DEFAULT_BOUNDS, resolution: int = 150) -> tuple[np.ndarray, np.ndarray, Tensor]:
+    """A ``resolution x resolution`` grid over ``bounds``.
+
+    Returns the mesh ``X, Y`` (NumPy arrays for Matplotlib) and the same points
+    as a batch of shape ``(resolution**2, 2)`` to feed a density or a vector field.
+    """
+    xmin, xmax, ymin, ymax = _check_bounds(bounds)
+    check_count(resolution, "resolution")
+    xs = torch.linspace(xmin, xmax, resolution)
+    ys = torch.linspace(ymin, ymax, resolution)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)
+    return grid_x.numpy(), grid_y.numpy(), points
+
+
+def plot_density(
+    ax: Axes,
+    log_density: Callable[[Tensor], Tensor],
+    bounds: Bounds = DEFAULT_BOUNDS,
+    resolution: int = 150,
+    levels: int = 12,
+    cmap: str = "Blues",
+) -> None:
+    """Filled contours of ``exp(log_density(x))`` over a 2-D window."""
+    grid_x, grid_y, points = grid_points(bounds, resolution)
+    with torch.no_grad():
+        density = torch.exp(log_density(points)).reshape(grid_x.shape).numpy()
+    ax.contourf(grid_x, grid_y, density, levels=levels, cmap=cmap)
+    _frame(ax, _check_bounds(bounds))
+
+
+def plot_samples(ax: Axes, x: Tensor, bounds: Bounds | None = DEFAULT_BOUNDS, **scatter_kwargs: object) -> None:
+    """A scatter plot of a batch of 2-D points, shape ``(n, 2)``."""
+    check_batch(x, "x", 2)
+    style = {"s": 3, "alpha": 0.5, "linewidths": 0, "rasterized": True} | scatter_kwargs
+    points = x.detach().cpu().numpy()
+    ax.scatter(points[:, 0], points[:, 1], **style)
+    if bounds is not None:
+        _frame(ax, _check_bounds(bounds))
+
+
+def plot_vector_field(
+    ax: Axes,
+    vector_field: Callable[[Tensor, Tensor], Tensor],
+    t: float = 0.0,
+    bounds: Bounds = DEFAULT_BOUNDS,
+    resolution: int = 17,
+    color: str = "0.35",
+) -> None:
+    """Arrows of a 2-D vector field ``u_t(x)`` at time ``t`` on a coarse grid."""
+    grid_x, grid_y, points = grid_points(bounds, resolution)
+    with torch.no_grad():
+        velocity = vector_field(points, torch.full((points.shape[0],), float(t))).numpy()
+    ax.quiver(grid_x, grid_y, velocity[:, 0].reshape(grid_x.shape), velocity[:, 1].reshape(grid_x.shape),
+              color=color, angles="xy", pivot="mid", width=0.004)
+    _frame(ax, _check_bounds(bounds))
+
+
+def plot_trajectories(
+    ax: Axes,
+    trajectory: Trajectory,
+    count: int = 50,
+    bounds: Bounds | None = DEFAULT_BOUNDS,
+    color: str = PALETTE[0],
+    linewidth: float = 0.7,
+) -> None:
+    """The paths of the first ``count`` particles of a 2-D trajectory, start and end marked."""
+    check_count(count, "count")
+    states = trajectory.states[:count].detach().cpu().numpy()
+    if states.ndim != 3 or states.shape[2] != 2:
+        raise ValueError(f"trajectory.states must have shape (n, T, 2), got {states.shape}")
+    for path in states:
+        ax.plot(path[:, 0], path[:, 1], color=color, linewidth=linewidth, alpha=0.6)
+    ax.scatter(states[:, 0, 0], states[:, 0, 1], s=8, color="0.3", zorder=3, label="start")
+    ax.scatter(states[:, -1, 0], states[:, -1, 1], s=8, color=PALETTE[1], zorder=3, label="end")
+    if bounds is not None:
+        _frame(ax, _check_bounds(bounds))
+
+
+@dataclass(frozen=True)
+class HTMLAnimation:
+    """An animation as self-contained HTML; Jupyter and myst-nb display it through ``_repr_html_``."""
+
+    html: str
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def animate(
+    trajectory: Trajectory,
+    bounds: Bounds = DEFAULT_BOUNDS,
+    frames: int = 40,
+    interval_ms: int = 80,
+    title: str = "t = {t:.2f}",
+    background: Callable[[Axes], None] | None = None,
+    size: float = 3.6,
+) -> HTMLAnimation:
+    """Animate the particles of a 2-D trajectory as a scatter plot evolving in time.
+
+    Args:
+        trajectory: states of shape ``(n, T, 2)``.
+        frames: how many of the ``T`` time steps to show, evenly spaced.
+        title: a format string receiving the current time ``t``.
+        background: draws static content (a target density, say) on the axes first.
+        size: figure width and height in inches.
+    """
+    check_count(frames, "frames")
+    check_count(interval_ms, "interval_ms")
+    bounds = _check_bounds(bounds)
+    states = trajectory.states.detach().cpu().numpy()
+    if states.ndim != 3 or states.shape[2] != 2:
+        raise ValueError(f"trajectory.states must have shape (n, T, 2), got {states.shape}")
+    times = trajectory.times.detach().cpu().numpy()
+    shown = np.unique(np.linspace(0, len(times) - 1, min(frames, len(times))).round().astype(int))
+
+    fig, ax = plt.subplots(figsize=(size, size), dpi=72)
+    if background is not None:
+        background(ax)
+    scatter = ax.scatter(states[:, 0, 0], states[:, 0, 1], s=3, alpha=0.6, linewidths=0, color=PALETTE[0])
+    _frame(ax, bounds)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+    def draw(frame: int) -> tuple:
+        index = shown[frame]
+        scatter.set_offsets(states[:, index])
+        ax.set_title(title.format(t=times[index]))
+        return (scatter,)
+
+    animation = FuncAnimation(fig, draw, frames=len(shown), interval=interval_ms, blit=False)
+    html = animation.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTMLAnimation(html)

@@ -1,0 +1,178 @@
+r"""Numerical solvers: Euler, Heun and Euler–Maruyama on a grid of times.
+
+For an ODE ``dX = u_t(X) dt`` and a step ``h`` from ``t`` to ``t + h``
+(Chapter 2, Algorithms ``alg-euler`` and ``alg-heun``):
+
+    Euler:  x ← x + h u_t(x)                                     (global error O(h))
+    Heun:   x̃ ← x + h u_t(x);  x ← x + h/2 (u_t(x) + u_{t+h}(x̃))   (global error O(h²))
+
+For an SDE ``dX = u_t(X) dt + σ_t(X) dW`` (Chapter 3, Algorithm ``alg-euler-maruyama``):
+
+    Euler–Maruyama:  x ← x + h u_t(x) + σ_t(x) √h z,   z ~ N(0, I)
+
+The noise enters once per step with standard deviation ``σ √h``, because
+a Brownian increment over a step ``h`` has variance ``h``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Union
+
+import torch
+from torch import Tensor
+
+from flowdiff._checks import check_count, check_time_grid
+from flowdiff.dynamics import ODE, SDE
+
+__all__ = [
+    "Trajectory",
+    "time_grid",
+    "euler_step",
+    "heun_step",
+    "euler_maruyama_step",
+    "METHODS",
+    "simulate",
+    "simulate_trajectory",
+]
+
+Dynamics = Union[ODE, SDE]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A simulated path: ``times`` of shape ``(T,)`` and ``states`` of shape ``(n, T, ...)``."""
+
+    times: Tensor
+    states: Tensor
+
+    @property
+    def final(self) -> Tensor:
+        """The state at the last time, shape ``(n, ...)``."""
+        return self.states[:, -1]
+
+
+def time_grid(steps: int, start: float = 0.0, end: float = 1.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``steps + 1`` equally spaced times from ``start`` to ``end``, shape ``(steps + 1,)``."""
+    check_count(steps, "steps")
+    if not end > start:
+        raise ValueError(f"end must exceed start, got start={start}, end={end}")
+    return torch.linspace(start, end, steps + 1, dtype=dtype)
+
+
+def _times_like(x: Tensor, t: Tensor) -> Tensor:
+    return t.to(x.dtype).expand(x.shape[0])
+
+
+def euler_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One explicit Euler step ``x + h u_t(x)`` (Chapter 2, Algorithm ``alg-euler``)."""
+    return x + h * ode.drift(x, _times_like(x, t))
+
+
+def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One Heun (explicit trapezoidal) step (Chapter 2, Algorithm ``alg-heun``).
+
+    ``x̃ = x + h u_t(x)``, then ``x + (h/2) (u_t(x) + u_{t+h}(x̃))``.
+    """
+    velocity = ode.drift(x, _times_like(x, t))
+    predictor = x + h * velocity
+    corrector = ode.drift(predictor, _times_like(x, t + h))
+    return x + 0.5 * h * (velocity + corrector)
+
+
+def euler_maruyama_step(
+    sde: SDE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """One Euler–Maruyama step ``x + h u_t(x) + σ_t(x) √h z`` (Chapter 3, Algorithm ``alg-euler-maruyama``)."""
+    times = _times_like(x, t)
+    sigma = sde.diffusion(x, times).reshape(-1, *([1] * (x.ndim - 1)))
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x + h * sde.drift(x, times) + sigma * torch.sqrt(h) * noise
+
+
+Step = Callable[..., Tensor]
+METHODS: dict[str, tuple[Step, type]] = {
+    "euler": (euler_step, ODE),
+    "heun": (heun_step, ODE),
+    "euler_maruyama": (euler_maruyama_step, SDE),
+}
+
+
+def _resolve(dynamics: Dynamics, method: str | None) -> Step:
+    if method is None:
+        method = "euler_maruyama" if isinstance(dynamics, SDE) else "euler"
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    step, kind = METHODS[method]
+    if not isinstance(dynamics, kind):
+        raise ValueError(
+            f"method {method!r} integrates an {kind.__name__}, but dynamics is a {type(dynamics).__name__}"
+        )
+    return step
+
+
+def _check_start(x0: Tensor) -> None:
+    if not isinstance(x0, Tensor) or x0.ndim < 2 or x0.shape[0] < 1:
+        shape = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"x0 must be a batch-first tensor of shape (n, ...), got {shape}")
+
+
+def _states(
+    dynamics: Dynamics, x0: Tensor, times: Tensor, method: str | None, generator: torch.Generator | None
+) -> Iterator[Tensor]:
+    """Yield the state at every time of the grid, starting with ``x0``."""
+    step = _resolve(dynamics, method)
+    _check_start(x0)
+    check_time_grid(times)
+    times = times.to(x0.dtype)
+    x = x0
+    yield x
+    for t, t_next in zip(times[:-1], times[1:]):
+        x = step(dynamics, x, t, t_next - t, generator)
+        yield x
+
+
+@torch.no_grad()
+def simulate_trajectory(
+    dynamics: Dynamics,
+    x0: Tensor,
+    times: Tensor,
+    method: str | None = None,
+    generator: torch.Generator | None = None,
+) -> Trajectory:
+    """Integrate from ``x0`` at ``times[0]`` through every time in ``times``, keeping each state.
+
+    Args:
+        dynamics: an :class:`~flowdiff.dynamics.ODE` or :class:`~flowdiff.dynamics.SDE`.
+        x0: initial states, shape ``(n, ...)``.
+        times: strictly increasing grid, shape ``(T,)`` (see :func:`time_grid`).
+        method: ``"euler"`` or ``"heun"`` for an ODE (default Euler),
+            ``"euler_maruyama"`` for an SDE (the default there).
+        generator: seeds the Brownian increments of an SDE.
+
+    Returns:
+        A :class:`Trajectory` with ``states`` of shape ``(n, T, ...)``.
+
+    Runs without autograd; a drift that needs gradients (such as gradient
+    guidance) opens ``torch.enable_grad()`` itself.
+    """
+    states = list(_states(dynamics, x0, times, method, generator))
+    return Trajectory(times=times.to(x0.dtype), states=torch.stack(states, dim=1))
+
+
+@torch.no_grad()
+def simulate(
+    dynamics: Dynamics,
+    x0: Tensor,
+    times: Tensor,
+    method: str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Like :func:`simulate_trajectory`, but return only the final state, shape ``(n, ...)``.
+
+    Keeps a single state in memory, so it suits long grids and large batches.
+    """
+    final = x0
+    for final in _states(dynamics, x0, times, method, generator):
+        pass
+    return final
