@@ -1,0 +1,33 @@
+"""Shared pytest set-up: the `--run-book` switch for the (slow) full build of the book."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-book",
+        action="store_true",
+        help="build the whole book (every cell executed, warnings as errors) and check the HTML",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-book"):
+        return
+    skip = pytest.mark.skip(reason="builds the whole book: run `make test` or `pytest --run-book`")
+    for item in items:
+        if "book" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def double_precision():
+    """Tests compare against SciPy and closed forms, so they run in float64."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

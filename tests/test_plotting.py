@@ -1,0 +1,86 @@
+"""flowdiff.plotting draws what it is given, and refuses what it cannot draw."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from flowdiff.distributions import Gaussian
+from flowdiff.dynamics import LinearODE
+from flowdiff.plotting import animate, grid_points, plot_density, plot_samples, plot_trajectories, plot_vector_field
+from flowdiff.solvers import simulate_trajectory, time_grid
+
+
+@pytest.fixture
+def ax():
+    fig, axes = plt.subplots()
+    yield axes
+    plt.close(fig)
+
+
+def trajectory(n: int = 12, steps: int = 30):
+    rotation = LinearODE(torch.tensor([[0.0, -1.0], [1.0, 0.0]]))
+    return simulate_trajectory(rotation, torch.randn(n, 2), time_grid(steps), "heun")
+
+
+def test_grid_points_cover_the_window_row_by_row() -> None:
+    grid_x, grid_y, points = grid_points((-1.0, 2.0, 0.0, 1.0), resolution=4)
+    assert points.shape == (16, 2)
+    assert points[:, 0].min() == -1.0 and points[:, 0].max() == 2.0
+    assert (grid_x.reshape(-1) == points[:, 0].numpy()).all() and (grid_y.reshape(-1) == points[:, 1].numpy()).all()
+
+
+def test_plot_samples_draws_every_point(ax) -> None:
+    x = torch.randn(123, 2)
+    plot_samples(ax, x)
+    (collection,) = ax.collections
+    assert collection.get_offsets().shape == (123, 2)
+
+
+def test_plot_density_peaks_at_the_mean(ax) -> None:
+    law = Gaussian.isotropic(2, 0.5, torch.tensor([1.0, -1.0]))
+    plot_density(ax, law.log_density, resolution=41)
+    assert ax.get_xlim() == (-3.5, 3.5)
+    assert len(ax.collections) >= 1
+
+
+def test_plot_vector_field_evaluates_the_field_at_its_time(ax) -> None:
+    seen = []
+
+    def field(x, t):
+        seen.append(t)
+        return -x
+
+    plot_vector_field(ax, field, t=0.25, resolution=5)
+    assert torch.all(seen[0] == 0.25) and seen[0].shape == (25,)
+
+
+def test_plot_trajectories_draws_count_paths(ax) -> None:
+    plot_trajectories(ax, trajectory(), count=5)
+    assert len(ax.lines) == 5
+
+
+def test_animate_inlines_one_frame_per_shown_time() -> None:
+    html = animate(trajectory(steps=30), frames=10).html
+    assert "<script" in html
+    assert html.count("data:image/png;base64") == 10
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda ax: plot_samples(ax, torch.randn(5, 3)), "x"),
+        (lambda ax: plot_density(ax, lambda x: x[:, 0], bounds=(1.0, 0.0, 0.0, 1.0)), "bounds"),
+        (lambda ax: plot_trajectories(ax, trajectory(), count=0), "count"),
+        (lambda ax: grid_points(resolution=-2), "resolution"),
+        (lambda ax: animate(trajectory(), frames=0), "frames"),
+    ],
+)
+def test_bad_input_names_the_argument(ax, call, argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        call(ax)
