@@ -2,11 +2,11 @@
 
 An ODE is a drift (a time-dependent vector field) ``u_t(x)``:
 
-    dX_t = u_t(X_t) dt                       (Chapter 2, eq. ``ode``)
+    dX_t = u_t(X_t) dt                       (Chapter 2, eq. ``eq-ode``)
 
 and an SDE adds a diffusion coefficient ``σ_t(X_t)`` times Brownian noise:
 
-    dX_t = u_t(X_t) dt + σ_t(X_t) dW_t       (Chapter 3, eq. ``sde``)
+    dX_t = u_t(X_t) dt + σ_t(X_t) dW_t       (Chapter 3, eq. ``eq-sde``)
 
 Both take a batch ``x`` of shape ``(n, ...)`` and one time per sample,
 ``t`` of shape ``(n,)``; the drift has the shape of ``x`` and the (scalar)
@@ -76,7 +76,7 @@ class VectorFieldODE(ODE):
 
 
 class LinearODE(ODE):
-    r"""The linear, time-invariant ODE ``dx/dt = A x`` (Chapter 2, eq. ``linear-ode``).
+    r"""The linear, time-invariant ODE ``dx/dt = A x`` (Chapter 2, eq. ``eq-linear-ode``).
 
     Its flow is the matrix exponential, ``ψ_t(x_0) = e^{tA} x_0``, which makes
     it the reference against which the solvers' errors are measured.
@@ -106,7 +106,7 @@ class AffineGaussianFlow(ODE):
     r"""The straight-line flow that carries ``N(μ_0, s_0^2 I)`` to ``N(μ_1, s_1^2 I)`` (Chapter 2).
 
     With ``μ_t = (1-t) μ_0 + t μ_1`` and ``s_t = (1-t) s_0 + t s_1``, the flow
-    and its vector field are (eq. ``affine-flow``)
+    and its vector field are (Chapter 2, eq. ``eq-affine-flow``)
 
     .. math::
         ψ_t(x_0) = μ_t + \frac{s_t}{s_0}(x_0 - μ_0), \qquad
@@ -158,7 +158,7 @@ class AffineGaussianFlow(ODE):
 
 
 class BrownianMotion(SDE):
-    r"""Scaled Brownian motion ``dX_t = σ dW_t`` (Chapter 3, eq. ``brownian``).
+    r"""Scaled Brownian motion ``dX_t = σ dW_t`` (Chapter 3, eq. ``eq-brownian``).
 
     Started at ``x_0``, ``X_t ~ N(x_0, σ^2 t I)``.
     """
@@ -175,9 +175,9 @@ class BrownianMotion(SDE):
 
 
 class OrnsteinUhlenbeck(SDE):
-    r"""The Ornstein–Uhlenbeck process ``dX_t = -θ X_t dt + σ dW_t`` (Chapter 3, eq. ``ou``).
+    r"""The Ornstein–Uhlenbeck process ``dX_t = -θ X_t dt + σ dW_t`` (Chapter 3, eq. ``eq-ou``).
 
-    Started at ``x_0`` it is Gaussian with (Proposition ``prop-ou-law``)
+    Started at ``x_0`` it is Gaussian with (Chapter 3, Proposition ``prop-sde-ou-law``)
 
     .. math::
         E[X_t] = e^{-θ t} x_0, \qquad
@@ -214,12 +214,12 @@ class OrnsteinUhlenbeck(SDE):
 
 
 class OverdampedLangevin(SDE):
-    r"""Overdamped Langevin dynamics for a target density ``p`` (Chapter 3, eq. ``langevin``):
+    r"""Overdamped Langevin dynamics for a target density ``p`` (Chapter 3, eq. ``eq-langevin``):
 
     .. math::
         dX_t = \frac{σ^2}{2} \nabla \log p(X_t)\, dt + σ\, dW_t,
 
-    whose stationary law is ``p`` for every ``σ > 0`` (Theorem ``thm-langevin``).
+    whose stationary law is ``p`` for every ``σ > 0`` (Chapter 3, Theorem ``thm-sde-langevin``).
     """
 
     def __init__(self, target: Density, sigma: float = 1.0) -> None:

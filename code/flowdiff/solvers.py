@@ -1,12 +1,12 @@
 r"""Numerical solvers: Euler, Heun and Euler–Maruyama on a grid of times.
 
 For an ODE ``dX = u_t(X) dt`` and a step ``h`` from ``t`` to ``t + h``
-(Chapter 2, Algorithms ``alg-euler`` and ``alg-heun``):
+(Chapter 2, Algorithms ``alg-ode-euler`` and ``alg-ode-heun``):
 
     Euler:  x ← x + h u_t(x)                                     (global error O(h))
     Heun:   x̃ ← x + h u_t(x);  x ← x + h/2 (u_t(x) + u_{t+h}(x̃))   (global error O(h²))
 
-For an SDE ``dX = u_t(X) dt + σ_t(X) dW`` (Chapter 3, Algorithm ``alg-euler-maruyama``):
+For an SDE ``dX = u_t(X) dt + σ_t(X) dW`` (Chapter 3, Algorithm ``alg-sde-euler-maruyama``):
 
     Euler–Maruyama:  x ← x + h u_t(x) + σ_t(x) √h z,   z ~ N(0, I)
 
@@ -65,12 +65,12 @@ def _times_like(x: Tensor, t: Tensor) -> Tensor:
 
 
 def euler_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One explicit Euler step ``x + h u_t(x)`` (Chapter 2, Algorithm ``alg-euler``)."""
+    """One explicit Euler step ``x + h u_t(x)`` (Chapter 2, Algorithm ``alg-ode-euler``)."""
     return x + h * ode.drift(x, _times_like(x, t))
 
 
 def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One Heun (explicit trapezoidal) step (Chapter 2, Algorithm ``alg-heun``).
+    """One Heun (explicit trapezoidal) step (Chapter 2, Algorithm ``alg-ode-heun``).
 
     ``x̃ = x + h u_t(x)``, then ``x + (h/2) (u_t(x) + u_{t+h}(x̃))``.
     """
@@ -83,7 +83,7 @@ def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Genera
 def euler_maruyama_step(
     sde: SDE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
-    """One Euler–Maruyama step ``x + h u_t(x) + σ_t(x) √h z`` (Chapter 3, Algorithm ``alg-euler-maruyama``)."""
+    """One Euler–Maruyama step ``x + h u_t(x) + σ_t(x) √h z`` (Chapter 3, Algorithm ``alg-sde-euler-maruyama``)."""
     times = _times_like(x, t)
     sigma = sde.diffusion(x, times).reshape(-1, *([1] * (x.ndim - 1)))
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
