@@ -8,13 +8,21 @@ STAMP := $(VENV)/.installed
 BUILD := _build
 CACHE := $(BUILD)/.jupyter_cache
 FINGERPRINT := $(BUILD)/.inputs-fingerprint
-JB_FLAGS := --warningiserror --nitpick --keep-going
+LOCALES := locales
+LANGUAGES := zh_CN
 
-.PHONY: book test chapter publish clean clean-cache
+.PHONY: book test chapter translations publish clean clean-cache
 
+# Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
-	$(BIN)/jupyter-book build . $(JB_FLAGS)
-	@echo "The book is at $(CURDIR)/$(BUILD)/html/index.html"
+	$(BIN)/python tools/build_book.py html
+
+# After the English text changed: extract its messages (and the figures' texts)
+# and merge them into the catalogues under locales/, ready for translators.
+translations: $(STAMP) cache-guard
+	$(BIN)/python tools/build_book.py gettext
+	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
+	-$(BIN)/python tools/translation_status.py
 
 test: $(STAMP) cache-guard
 	$(BIN)/python -m pytest tests --run-book
@@ -28,12 +36,13 @@ chapter: $(STAMP)
 publish: book
 	$(BIN)/ghp-import --no-jekyll --push --force $(BUILD)/html
 
-# The execution cache is keyed on code cells only, so a change in the package
-# or in a shipped checkpoint must drop it for the notebooks to run again.
+# The execution cache is keyed on code cells only, so a change in the package,
+# in a shipped checkpoint or in the figures' translations (drawn when the
+# notebooks run) must drop it for the notebooks to run again.
 .PHONY: cache-guard
 cache-guard:
 	@mkdir -p $(BUILD)
-	@new=$$(find code/flowdiff assets -type f -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); \
+	@new=$$(find code/flowdiff assets $(LOCALES) -type f \( -path '$(LOCALES)/*' -name figures.po -o -not -path '$(LOCALES)/*' \) -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); \
 	if [ "$$new" != "$$(cat $(FINGERPRINT) 2>/dev/null)" ]; then \
 		echo "flowdiff or assets/ changed: clearing the execution cache"; \
 		rm -rf $(CACHE); echo "$$new" > $(FINGERPRINT); \

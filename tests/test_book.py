@@ -1,4 +1,5 @@
-"""The whole book: a full build with warnings as errors, then checks on the HTML it wrote.
+"""The whole book: a full build of both editions with warnings as errors, then
+checks on the HTML it wrote.
 
 Runs with `make test` (or `pytest --run-book`); it builds into `_build/`, the
 folder `make book` uses, so both share one execution cache.
@@ -6,8 +7,6 @@ folder `make book` uses, so both share one execution cache.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,6 +17,7 @@ from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
+ZH = HTML / "zh"
 
 pytestmark = pytest.mark.book
 
@@ -34,15 +34,6 @@ def toc_entries() -> list[tuple[str, str]]:
 CHAPTERS = [file for caption, file in toc_entries() if caption.startswith("Part")]
 
 
-@pytest.fixture(scope="module")
-def build() -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "--warningiserror", "--nitpick", "--keep-going"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        pytest.fail(f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
 @cache
 def page(path: Path) -> BeautifulSoup:
     return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
@@ -54,16 +45,54 @@ def test_build_succeeds_without_warnings(build) -> None:
 
 
 @pytest.mark.parametrize("_caption,file", toc_entries())
-def test_every_page_of_the_toc_is_built(build, _caption: str, file: str) -> None:
+def test_every_page_of_the_toc_is_built_in_both_editions(build, _caption: str, file: str) -> None:
     assert (HTML / f"{file}.html").exists()
+    assert (ZH / f"{file}.html").exists()
+
+
+@pytest.mark.parametrize("_caption,file", toc_entries())
+def test_every_page_links_to_its_twin(build, _caption: str, file: str) -> None:
+    for here, twin in ((HTML, ZH), (ZH, HTML)):
+        html_file = here / f"{file}.html"
+        switch = page(html_file).find("template", id="book-language-switch")
+        assert switch is not None, f"{html_file} has no language switch"
+        links = BeautifulSoup(switch.decode_contents(), "html.parser").find_all("a")
+        targets = {(html_file.parent / a["href"]).resolve() for a in links}
+        assert (twin / f"{file}.html").resolve() in targets
 
 
 @pytest.mark.parametrize("file", CHAPTERS)
-def test_chapter_has_maths_figures_and_no_cell_errors(build, file: str) -> None:
-    soup = page(HTML / f"{file}.html")
+def test_chinese_chapter_is_bilingual(build, file: str) -> None:
+    soup = page(ZH / f"{file}.html")
+    assert soup.html.get("lang", "").startswith("zh")
+    article = soup.select_one("article")
+    english = article.select(".bilingual-en")
+    assert english, "no English original next to the translation"
+    original = page(HTML / f"{file}.html").select_one("article")
+    paragraphs = [p for p in article.select("p") if "bilingual-en" not in p.get("class", [])]
+    assert len(english) >= 0.5 * len(original.select("p")), "most paragraphs lack their translation"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in " ".join(p.get_text() for p in paragraphs))
+    if article.select(".admonition-title .caption-number"):
+        titles = [t.get_text() for t in article.select(".admonition-title .caption-number")]
+        assert all(any(w in t for w in ("定义", "定理", "命题", "算法", "引理", "推论", "注", "例", "证明", "练习", "解答"))
+                   for t in titles), titles
+
+
+@pytest.mark.parametrize("edition", [HTML, ZH], ids=["en", "zh"])
+def test_no_duplicate_anchor_on_any_page(build, edition: Path) -> None:
+    for _, file in toc_entries():
+        ids = [tag["id"] for tag in page(edition / f"{file}.html").find_all(id=True)]
+        duplicates = {i for i in ids if ids.count(i) > 1}
+        assert not duplicates, f"{file}: duplicate ids {sorted(duplicates)[:10]}"
+
+
+@pytest.mark.parametrize("edition", [HTML, ZH], ids=["en", "zh"])
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_chapter_has_maths_figures_and_no_cell_errors(build, file: str, edition: Path) -> None:
+    soup = page(edition / f"{file}.html")
     article = soup.select_one("article") or soup
     assert article.select(".math"), "no typeset maths on the page"
-    figures = [img for img in article.select(".cell_output img") if img.get("src", "").endswith(".png")]
+    figures = [img for img in article.select(".cell_output img") if img.get("src", "").endswith((".png", ".svg"))]
     assert figures, "no figure produced by a cell"
     assert all(img.get("alt") for img in figures), "a figure without alt text"
     assert not article.select(".output.error, .output.traceback"), "a cell raised an error"

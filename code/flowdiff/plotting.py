@@ -21,6 +21,7 @@ from torch import Tensor
 
 from flowdiff._checks import check_batch, check_count
 from flowdiff.solvers import Trajectory
+from flowdiff.translated_figures import install_from_environment
 
 __all__ = [
     "Bounds",
@@ -44,7 +45,11 @@ PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 
 
 def use_book_style() -> None:
-    """Set Matplotlib defaults shared by every figure of the book: size, fonts, colours."""
+    """Set Matplotlib defaults shared by every figure of the book: size, fonts, colours.
+
+    In a notebook run by the book's build, figures are also rendered with their
+    texts translated for the other edition (see :mod:`flowdiff.translated_figures`).
+    """
     plt.rcParams.update(
         {
             "figure.figsize": (7.0, 3.2),
@@ -62,6 +67,7 @@ def use_book_style() -> None:
             "animation.embed_limit": 20.0,
         }
     )
+    install_from_environment()
 
 
 def _check_bounds(bounds: Sequence[float]) -> Bounds:

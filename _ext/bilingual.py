@@ -1,0 +1,227 @@
+"""Bilingual pages for the translated editions of the book.
+
+Sphinx's i18n ``Locale`` transform (priority 20) replaces the text of every
+translatable node by its entry in the gettext catalogue. The transform here
+runs just before it: for each node whose message *has* a translation, it
+inserts an English copy marked ``translatable = False`` and classed
+``bilingual-en``. The Locale transform then translates the original and
+leaves the copy alone, so the page shows each paragraph, heading, caption,
+list item, table cell and proof title in the translation with its English
+original under it. A message without a translation is left untouched, so it
+appears once, in English. Code and outputs are never copied.
+
+The extension also
+
+* adds a language switch ("English | 中文") linking each page to its twin in
+  the other edition, and on translated pages an "原文 EN" toggle that hides
+  or shows the English (remembered in ``localStorage``);
+* provides the ``{language-editions}`` directive, which lists both editions
+  with links valid in whichever edition it is built;
+* lets glue roles (``{glue:text}`key```) work inside translated messages.
+  Sphinx parses each translation as a separate small document, which has
+  none of the notebook's glue data; the glue look-up falls back to the data
+  of the page being translated.
+"""
+
+from __future__ import annotations
+
+import gettext
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
+from sphinx.util.i18n import docname_to_domain
+from sphinx.util.nodes import extract_messages
+from myst_nb.ext.glue import directives as glue_directives
+from myst_nb.ext.glue import roles as glue_roles
+from myst_nb.ext.glue.utils import RetrievalError, retrieve_glue_data
+
+ENGLISH = "en"
+# Each edition: language code -> (folder of its site relative to the English root, name in the switch).
+EDITIONS = {"en": ("", "English"), "zh_CN": ("zh", "中文")}
+ENGLISH_CLASS = "bilingual-en"
+NOTEBOOK_RENDERER = "bilingual_nb_renderer"
+PENDING = "bilingual_pending_copies"
+
+
+def retrieve_glue_data_of_page(document: nodes.document, key: str) -> Any:
+    """myst-nb's glue look-up, falling back to the glue data of the page being translated.
+
+    The page's own roles are resolved first, while its notebook renderer is
+    still attached; that renderer is remembered for the page (``temp_data``
+    is cleared between pages) and lent to the translations parsed after it.
+    """
+    remembered = document.settings.env.temp_data
+    try:
+        data = retrieve_glue_data(document, key)
+    except RetrievalError:
+        if remembered.get(NOTEBOOK_RENDERER) is None:
+            raise
+        # Attached only for the look-up: a doctree holding it could not be pickled.
+        document["nb_renderer"] = remembered[NOTEBOOK_RENDERER]
+        try:
+            return retrieve_glue_data(document, key)
+        finally:
+            del document["nb_renderer"]
+    remembered.setdefault(NOTEBOOK_RENDERER, document["nb_renderer"])
+    return data
+
+
+def _catalogue(app: Sphinx, docname: str) -> dict[str, str]:
+    """The compiled translations of one document: msgid -> msgstr (fuzzy entries excluded)."""
+    domain = docname_to_domain(docname, app.config.gettext_compact)
+    merged: dict[str, str] = {}
+    for directory in app.config.locale_dirs:
+        localedir = Path(app.srcdir, directory)
+        translation = gettext.translation(domain, localedir, [app.config.language], fallback=True)
+        merged |= getattr(translation, "_catalog", {})
+    return {msgid: msgstr for msgid, msgstr in merged.items() if isinstance(msgid, str) and msgid}
+
+
+def _strip_ids(node: nodes.Element) -> None:
+    """Anchors must stay unique: the copy keeps none of the original's ids or targets.
+
+    Only the copy itself is marked untranslatable: Sphinx unwraps every inline
+    node that carries a ``translatable`` attribute (RemoveTranslatableInline).
+    """
+    for element in list(node.findall(nodes.Element)):
+        if isinstance(element, nodes.target) and element is not node:
+            element.parent.remove(element)
+            continue
+        element["ids"] = []
+        element["names"] = []
+
+
+def _english_copy(node: nodes.TextElement, tag: type[nodes.Element], extra_class: str) -> nodes.Element:
+    copy = tag("", "", *[child.deepcopy() for child in node.children], classes=[ENGLISH_CLASS, extra_class])
+    copy.source, copy.line = node.source, node.line
+    _strip_ids(copy)
+    if not isinstance(copy, nodes.Inline):
+        # Inline copies are added after the Locale transform, and Sphinx would
+        # unwrap an inline node carrying this attribute.
+        copy["translatable"] = False
+    return copy
+
+
+class KeepMathsOutOfCatalogues(SphinxTransform):
+    """Display maths reads the same in every language: no catalogue entry for it."""
+
+    default_priority = 18
+
+    def apply(self, **kwargs: Any) -> None:
+        for node in self.document.findall(nodes.math_block):
+            node["translatable"] = False
+
+
+class BilingualCopies(SphinxTransform):
+    """Insert an untranslatable English copy next to every translated node."""
+
+    default_priority = 19  # just before sphinx.transforms.i18n.Locale (20)
+
+    def apply(self, **kwargs: Any) -> None:
+        if self.config.language in (None, "", ENGLISH):
+            return
+        translations = _catalogue(self.app, self.env.docname)
+        if not translations:
+            return
+        for node, message in list(extract_messages(self.document)):
+            translated = translations.get(message, "")
+            if not translated.strip() or translated == message:
+                continue
+            if isinstance(node, (nodes.literal_block, nodes.math_block, nodes.raw, nodes.image, nodes.meta)):
+                continue
+            self._place_copy(node)
+
+    def _place_copy(self, node: nodes.Element) -> None:
+        parent = node.parent
+        if parent is None:
+            return
+        if isinstance(node, nodes.title):
+            # A heading, or the title of a proof box or admonition: an English line under it.
+            tag = nodes.paragraph if isinstance(parent, nodes.section) else nodes.inline
+            copy = _english_copy(node, tag, "bilingual-title")
+            if isinstance(parent, nodes.section):
+                parent.insert(parent.index(node) + 1, copy)
+            else:
+                self._append_after_translation(node, copy)
+        elif isinstance(node, nodes.caption):
+            legend = nodes.legend("", _english_copy(node, nodes.paragraph, "bilingual-caption"))
+            parent.insert(parent.index(node) + 1, legend)
+        elif isinstance(node, (nodes.paragraph, nodes.rubric)):
+            parent.insert(parent.index(node) + 1, _english_copy(node, type(node), "bilingual-block"))
+        elif isinstance(node, nodes.term):
+            self._append_after_translation(node, _english_copy(node, nodes.inline, "bilingual-term"))
+
+    def _append_after_translation(self, node: nodes.Element, copy: nodes.Element) -> None:
+        # The Locale transform replaces all children of a translated title or
+        # term, so an English line inside it is added after that transform.
+        self.document.setdefault(PENDING, []).append((node, copy))
+
+
+class AppendEnglishInsideTranslated(SphinxTransform):
+    """Put the English copies of proof titles and terms inside the translated nodes."""
+
+    default_priority = 21  # just after sphinx.transforms.i18n.Locale (20)
+
+    def apply(self, **kwargs: Any) -> None:
+        for node, copy in self.document.attributes.pop(PENDING, []):
+            node += nodes.Text(" ")
+            node += copy
+
+
+def twin_links(pagename: str, language: str) -> list[tuple[str, str, bool]]:
+    """``(name, relative href, is this edition)`` of the page ``pagename`` in every edition."""
+    folder = EDITIONS.get(language, EDITIONS[ENGLISH])[0]
+    to_english_root = "../" * (pagename.count("/") + (folder.count("/") + 1 if folder else 0))
+    return [
+        (name, f"{to_english_root}{other + '/' if other else ''}{pagename}.html", code == language)
+        for code, (other, name) in EDITIONS.items()
+    ]
+
+
+def add_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    language = app.config.language or ENGLISH
+    switch = " | ".join(
+        f'<strong aria-current="page">{name}</strong>' if current else f'<a href="{href}" hreflang="{code}">{name}</a>'
+        for (name, href, current), code in zip(twin_links(pagename, language), EDITIONS)
+    )
+    context["metatags"] = context.get("metatags", "") + (
+        f'\n<meta name="book:language" content="{language}">'
+        f'\n<template id="book-language-switch">{switch}</template>'
+    )
+
+
+class LanguageEditions(Directive):
+    """``{language-editions}``: links to the book's home in every edition."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.state.document.settings.env
+        language = env.config.language or ENGLISH
+        items = "".join(
+            f'<li><a href="{href}">{name}</a>{" (this edition)" if current else ""}</li>'
+            for name, href, current in twin_links(env.docname, language)
+        )
+        return [nodes.raw("", f'<ul class="language-editions">{items}</ul>', format="html")]
+
+
+def add_static_path(app: Sphinx) -> None:
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    glue_roles.retrieve_glue_data = retrieve_glue_data_of_page
+    glue_directives.retrieve_glue_data = retrieve_glue_data_of_page
+    app.add_transform(KeepMathsOutOfCatalogues)
+    app.add_transform(BilingualCopies)
+    app.add_transform(AppendEnglishInsideTranslated)
+    app.add_directive("language-editions", LanguageEditions)
+    app.connect("html-page-context", add_page_context)
+    app.connect("builder-inited", add_static_path)
+    app.add_css_file("bilingual.css")
+    app.add_js_file("bilingual.js")
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,209 @@
+"""Build the book's editions with Jupyter Book 1's Sphinx driver.
+
+    python tools/build_book.py html            # English at _build/html, Chinese at _build/html/zh
+    python tools/build_book.py html --only en  # one edition
+    python tools/build_book.py gettext         # message templates (.pot) at _build/gettext,
+                                               # figures.pot with the figures' texts
+
+Every edition reads `_config.yml` and `_toc.yml` exactly as `jupyter-book
+build` does, but each builder gets its own doctree folder (sharing one
+breaks the second build) and all of them share one execution cache, so the
+notebooks run once, for the English edition, and the Chinese edition and the
+gettext extraction reuse those outputs. Timings go to _build/build-times.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build"
+CACHE = BUILD / ".jupyter_cache"
+LOCALES = ROOT / "locales"
+VENDOR = BUILD / "vendor"
+
+# MathJax is served by the site itself, so that maths renders offline. The
+# pinned release comes from the npm registry; only the parts the pages use
+# (TeX input with its extensions, CommonHTML output and fonts, the menu,
+# assistive MathML) are copied, not the 4 MB speech engine.
+MATHJAX_VERSION = "3.2.2"
+MATHJAX_SHA256 = "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09"
+MATHJAX_PARTS = ["tex-chtml.js", "output/chtml", "input/tex/extensions", "a11y", "ui"]
+
+# Figures of the Chinese edition are drawn with Noto Sans SC (SIL Open Font
+# Licence), taken from the npm registry, so no system font is needed.
+FONT_PACKAGE = "@expo-google-fonts/noto-sans-sc@0.4.3"
+FONT_SHA256 = "0d69d0f4971d2ff574e3d93cbc218dc950bf3f3f8f8e2c008d97687ed53aee59"
+FONT_MEMBER = "package/400Regular/NotoSansSC_400Regular.ttf"
+FONT = BUILD / "fonts" / "NotoSansSC-Regular.ttf"
+
+SITE = BUILD / "html"
+EDITIONS = {
+    # language code -> (Sphinx output folder, folder in the site, html title)
+    "en": (SITE, SITE, "Flow Matching and Diffusion Models"),
+    "zh_CN": (BUILD / "editions" / "zh", SITE / "zh", "流匹配与扩散模型"),
+}
+
+
+def npm_package(spec: str, sha256: str, destination: str) -> Path:
+    """Download the npm package ``spec`` into ``destination``, check its SHA-256, unpack it."""
+    if shutil.which("npm") is None:
+        raise SystemExit(f"npm is needed once to fetch {spec} for the site: install Node.js and npm")
+    before = set(Path(destination).glob("*.tgz"))
+    subprocess.run(["npm", "pack", spec, "--pack-destination", destination, "--silent"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (tarball,) = set(Path(destination).glob("*.tgz")) - before
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise SystemExit(f"{spec} has SHA-256 {digest}, expected {sha256}")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(destination, filter="data")
+    return Path(destination, "package")
+
+
+def vendor_mathjax() -> None:
+    """Install the pinned MathJax under _build/vendor/mathjax (a static path of the site) once."""
+    target = VENDOR / "mathjax"
+    if (target / "tex-chtml.js").exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        package = npm_package(f"mathjax@{MATHJAX_VERSION}", MATHJAX_SHA256, tmp)
+        staging = VENDOR / "mathjax.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        for part in MATHJAX_PARTS:
+            source, destination = package / "es5" / part, staging / part
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, destination)
+        staging.rename(target)
+
+
+def vendor_font() -> None:
+    """Install the CJK font that the Chinese figures are drawn with, once."""
+    if FONT.exists():
+        return
+    FONT.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = npm_package(FONT_PACKAGE, FONT_SHA256, tmp)
+        shutil.copy2(package.parent / FONT_MEMBER, FONT.with_suffix(".partial"))
+    FONT.with_suffix(".partial").rename(FONT)
+
+
+def figure_translations() -> None:
+    """Hand the figures' catalogue to the notebook kernels (see flowdiff.translated_figures)."""
+    from babel.messages.pofile import read_po
+
+    catalogue = LOCALES / "zh_CN" / "LC_MESSAGES" / "figures.po"
+    translations = {}
+    if catalogue.exists():
+        with catalogue.open("rb") as handle:
+            translations = {m.id: m.string for m in read_po(handle) if m.id and m.string and not m.fuzzy}
+    target = BUILD / "figure-translations.zh_CN.json"
+    target.write_text(json.dumps(translations, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
+    os.environ["FLOWDIFF_FIGURE_TRANSLATIONS"] = str(target)
+    os.environ["FLOWDIFF_FIGURE_FONT"] = str(FONT)
+
+
+def write_figures_template() -> None:
+    """Collect the figures' texts from the executed notebooks into _build/gettext/figures.pot.
+
+    flowdiff.translated_figures records, in each figure's output metadata, the
+    texts that need a translation; the English build leaves the executed
+    notebooks in _build/jupyter_execute.
+    """
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    catalogue = Catalog(project="figures", charset="utf-8")
+    for notebook in sorted((BUILD / "jupyter_execute").rglob("*.ipynb")):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        for cell in cells:
+            for output in cell.get("outputs", []):
+                for text in output.get("metadata", {}).get("image/svg+xml", {}).get("texts", []):
+                    catalogue.add(text, locations=[(notebook.relative_to(BUILD).as_posix(), 0)])
+    with (BUILD / "gettext" / "figures.pot").open("wb") as handle:
+        write_po(handle, catalogue, omit_header=False, sort_output=True)
+
+
+def sphinx_build(builder: str, outdir: Path, language: str) -> float:
+    """Run one Sphinx build with warnings as errors; return its wall time in seconds."""
+    from jupyter_book.sphinx import build_sphinx
+
+    overrides = {
+        "external_toc_path": (ROOT / "_toc.yml").as_posix(),
+        "nitpicky": True,
+        "language": language,
+        "locale_dirs": [LOCALES.as_posix()],
+        "gettext_compact": False,
+        "nb_execution_cache_path": CACHE.as_posix(),
+        "latex_individualpages": False,
+    }
+    if builder == "html":
+        overrides["html_title"] = EDITIONS[language][2]
+        # Figures carry their translated rendering as SVG (flowdiff.translated_figures):
+        # the English edition ranks it after the PNG, the others keep myst-nb's order.
+        if language == "en":
+            overrides["nb_mime_priority_overrides"] = [("html", "image/svg+xml", 60)]
+    start = time.perf_counter()
+    result = build_sphinx(
+        ROOT,
+        outdir,
+        noconfig=True,
+        path_config=str(ROOT / "_config.yml"),
+        confoverrides=overrides,
+        builder=builder,
+        doctreedir=BUILD / "doctrees" / f"{builder}-{language}",
+        warningiserror=True,
+        keep_going=True,
+    )
+    if result != 0:
+        raise SystemExit(f"the {builder} build ({language}) failed: see the warnings above")
+    return time.perf_counter() - start
+
+
+def record(times: dict[str, float]) -> None:
+    path = BUILD / "build-times.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(previous | {k: round(v, 1) for k, v in times.items()}, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", choices=["html", "gettext"])
+    parser.add_argument("--only", choices=sorted(EDITIONS), help="build a single edition")
+    args = parser.parse_args(argv)
+
+    BUILD.mkdir(exist_ok=True)
+    vendor_mathjax()
+    vendor_font()
+    figure_translations()
+    times = {}
+    if args.target == "gettext":
+        times["gettext"] = sphinx_build("gettext", BUILD / "gettext", "en")
+        write_figures_template()
+    else:
+        for language, (outdir, folder, _) in EDITIONS.items():
+            if args.only in (None, language):
+                times[f"html-{language}"] = sphinx_build("html", outdir, language)
+                if outdir != folder:
+                    # Built beside the site (myst-nb writes its executed notebooks
+                    # next to the output folder), then copied into it.
+                    shutil.copytree(outdir, folder, dirs_exist_ok=True)
+        print(f"The book is at {SITE / 'index.html'}")
+        if args.only in (None, "zh_CN"):
+            print(f"The Chinese edition is at {EDITIONS['zh_CN'][1] / 'index.html'}")
+    record(times)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
