@@ -24,8 +24,19 @@ translations: $(STAMP) cache-guard
 	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
 	-$(BIN)/python tools/translation_status.py
 
-test: $(STAMP) cache-guard
+test: $(STAMP) cache-guard browser
 	$(BIN)/python -m pytest tests --run-book
+
+# The browser tests drive Debian's Chromium; CJK fonts make the Chinese pages readable.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null || ! fc-list :lang=zh | grep -q .; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+		else \
+			echo "The browser tests need Chromium and a CJK font: sudo apt-get install chromium fonts-noto-cjk"; \
+		fi; \
+	fi
 
 # Preview a single chapter as a standalone page: make chapter NAME=flows-and-odes
 chapter: $(STAMP)

@@ -12,6 +12,7 @@ appears once, in English. Code and outputs are never copied.
 
 The extension also
 
+* translates the part captions of the table of contents ("中文 / English");
 * adds a language switch ("English | 中文") linking each page to its twin in
   the other edition, and on translated pages an "原文 EN" toggle that hides
   or shows the English (remembered in ``localStorage``);
@@ -31,6 +32,7 @@ from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.transforms import SphinxTransform
 from sphinx.util.i18n import docname_to_domain
@@ -104,6 +106,27 @@ def _english_copy(node: nodes.TextElement, tag: type[nodes.Element], extra_class
         # unwrap an inline node carrying this attribute.
         copy["translatable"] = False
     return copy
+
+
+class TranslateTocCaptions(SphinxTransform):
+    """Part captions of the table of contents, as "中文 / English".
+
+    sphinx-external-toc inserts the toctrees (priority 100) after Sphinx's
+    i18n transform has run, so their captions would stay English; their
+    messages are in the root page's catalogue.
+    """
+
+    default_priority = 101
+
+    def apply(self, **kwargs: Any) -> None:
+        if self.config.language in (None, "", ENGLISH):
+            return
+        toctrees = list(self.document.findall(addnodes.toctree))
+        translations = _catalogue(self.app, self.env.docname) if toctrees else {}
+        for toctree in toctrees:
+            caption = toctree.get("caption")
+            if caption and translations.get(caption, caption) != caption:
+                toctree["caption"] = f"{translations[caption]} / {caption}"
 
 
 class KeepMathsOutOfCatalogues(SphinxTransform):
@@ -217,6 +240,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     glue_roles.retrieve_glue_data = retrieve_glue_data_of_page
     glue_directives.retrieve_glue_data = retrieve_glue_data_of_page
     app.add_transform(KeepMathsOutOfCatalogues)
+    app.add_transform(TranslateTocCaptions)
     app.add_transform(BilingualCopies)
     app.add_transform(AppendEnglishInsideTranslated)
     app.add_directive("language-editions", LanguageEditions)

@@ -7,6 +7,7 @@ folder `make book` uses, so both share one execution cache.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -140,3 +141,15 @@ def test_no_broken_internal_link_or_anchor(build) -> None:
             elif fragment and target.suffix == ".html" and not page(target).find(id=fragment):
                 broken.append(f"{html_file.relative_to(HTML)}: {ref} (missing anchor)")
     assert not broken, "broken internal links:\n" + "\n".join(broken[:50])
+
+
+@pytest.mark.parametrize("file", CHAPTERS)
+def test_chapter_downloads_as_source_and_executed_notebook(build, file: str) -> None:
+    html_file = HTML / f"{file}.html"
+    links = {a["href"] for a in page(html_file).select(".dropdown-download-buttons a[href]")}
+    suffixes = {Path(href).suffix for href in links}
+    assert {".md", ".ipynb"} <= suffixes, links
+    notebook_href = next(href for href in links if href.endswith(".ipynb"))
+    notebook = json.loads((html_file.parent / notebook_href).read_text(encoding="utf-8"))
+    code_cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code_cells and any(cell["outputs"] for cell in code_cells)

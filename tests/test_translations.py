@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from translation_status import missing_translations, toc_documents  # noqa: E402
+from translation_status import markup_mismatches, missing_translations, toc_documents  # noqa: E402
 
 pytestmark = pytest.mark.book
 
@@ -54,3 +54,8 @@ def test_every_figure_was_drawn_in_chinese(templates: Path) -> None:
                 meta = output.get("metadata", {}).get("image/svg+xml", {})
                 untranslated += [(notebook.name, text) for text in meta.get("untranslated", [])]
     assert not untranslated, f"figure texts drawn in English in the Chinese edition: {untranslated[:10]}"
+
+
+def test_translations_keep_roles_references_and_maths() -> None:
+    problems = markup_mismatches("zh_CN")
+    assert not problems, "\n".join(problems[:20])

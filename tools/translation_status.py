@@ -4,13 +4,16 @@
 
 Compares each message template of `_build/gettext` (what the English book
 says now, figures included) with the catalogue under `locales/<language>/`,
-and lists per page the messages that are missing, untranslated or fuzzy.
-Exits with status 1 when a page of the table of contents is incomplete.
+and lists per page the messages that are missing, untranslated or fuzzy,
+and the translations whose roles, cross-references or maths differ from the
+English. Exits with status 1 when anything is left to do.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -57,6 +60,29 @@ def missing_translations(language: str, templates: Path = TEMPLATES, locales: Pa
     return report
 
 
+ROLE = re.compile(r"\{[a-z:]+\}`[^`]*`")
+MATHS = re.compile(r"\$\$.+?\$\$|\$[^$]+\$", re.S)
+
+
+def markup(text: str) -> Counter:
+    """What a translation must carry over verbatim: roles with their targets, and maths."""
+    return Counter(ROLE.findall(text)) + Counter(m.strip() for m in MATHS.findall(ROLE.sub("", text)))
+
+
+def markup_mismatches(language: str, locales: Path = LOCALES) -> list[str]:
+    """Translated messages whose roles, cross-references or maths differ from the English."""
+    problems = []
+    for catalogue_path in sorted((locales / language / "LC_MESSAGES").rglob("*.po")):
+        for message in _read(catalogue_path):
+            if not message.id or not message.string or message.fuzzy:
+                continue
+            lost, added = markup(message.id) - markup(message.string), markup(message.string) - markup(message.id)
+            if lost or added:
+                where = catalogue_path.relative_to(locales)
+                problems.append(f"{where}: {message.id[:60]!r} lost {sorted(lost)} added {sorted(added)}")
+    return problems
+
+
 def main() -> int:
     complete = True
     for language in LANGUAGES:
@@ -68,6 +94,9 @@ def main() -> int:
             for message in missing[:5]:
                 print(f"      missing: {message[:90]!r}")
             complete &= not missing
+        for problem in markup_mismatches(language):
+            print(f"  markup differs: {problem}")
+            complete = False
     return 0 if complete else 1
 
 
