@@ -195,3 +195,13 @@ def test_swiss_roll_radius_equals_angle_over_five() -> None:
 def test_bad_input_names_the_argument(build, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+def test_mixture_labels_name_the_component_each_point_came_from(mixture: GaussianMixture) -> None:
+    x, labels = mixture.sample_with_labels(30_000, torch.Generator().manual_seed(16))
+    assert x.shape == (30_000, 2) and labels.shape == (30_000,)
+    for k, component in enumerate(mixture.components):
+        chosen = x[labels == k]
+        assert torch.allclose(chosen.mean(0), component.mean, atol=5 * 0.9 / math.sqrt(len(chosen)))
+    torch.testing.assert_close(mixture.sample(100, torch.Generator().manual_seed(17)),
+                               mixture.sample_with_labels(100, torch.Generator().manual_seed(17))[0])

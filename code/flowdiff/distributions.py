@@ -181,8 +181,12 @@ class GaussianMixture(Density):
         """Component means, shape ``(k, d)``."""
         return torch.stack([c.mean for c in self.components])
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Pick a component ``k ~ w``, then ``x ~ N(μ_k, Σ_k)``; shape ``(n, d)``."""
+    def sample_with_labels(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Pairs ``(x, y)`` from the joint law: ``y ~ w``, then ``x ~ N(μ_y, Σ_y)`` (Chapter 1).
+
+        Returns ``x`` of shape ``(n, d)`` and the component labels ``y`` of shape ``(n,)``,
+        the data of conditional generation (Chapter 1, Definition ``def-gen-conditional``).
+        """
         check_count(n, "n")
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         out = torch.empty(n, self.dim, dtype=self.weights.dtype)
@@ -191,7 +195,11 @@ class GaussianMixture(Density):
             count = int(chosen.sum())
             if count:
                 out[chosen] = component.sample(count, generator)
-        return out
+        return out, labels
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Pick a component ``k ~ w``, then ``x ~ N(μ_k, Σ_k)``; shape ``(n, d)``."""
+        return self.sample_with_labels(n, generator)[0]
 
     def _log_joint(self, x: Tensor) -> Tensor:
         """``log w_k + log N(x; μ_k, Σ_k)`` for every component, shape ``(n, k)``."""
