@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book test chapter translations publish clean clean-cache
+.PHONY: book test chapter translations benchmark publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
@@ -43,6 +43,10 @@ chapter: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=flows-and-odes"; exit 2; }
 	$(BIN)/jupyter-book build book/$(NAME).md --path-output $(BUILD)/chapter-$(NAME)
 	@echo "The page is at $(CURDIR)/$(BUILD)/chapter-$(NAME)/_build/_page/$(NAME)/html/index.html"
+
+# Build times from an empty execution cache, both editions: _build/benchmarks/build.md
+benchmark: $(STAMP)
+	$(BIN)/python tools/benchmark_build.py
 
 publish: book
 	$(BIN)/ghp-import --no-jekyll --push --force $(BUILD)/html
