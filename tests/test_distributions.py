@@ -97,6 +97,8 @@ def test_mixture_samples_match_weights_and_moments(mixture: GaussianMixture) -> 
     cov = second - torch.outer(mean, mean)
     assert torch.allclose(x.mean(0), mean, atol=0.03)
     assert torch.allclose(torch.cov(x.T), cov, atol=0.06)
+    torch.testing.assert_close(mixture.mean, mean)
+    torch.testing.assert_close(mixture.covariance, cov)
 
 
 def test_mixture_on_circle_geometry() -> None:

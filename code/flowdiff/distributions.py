@@ -181,6 +181,21 @@ class GaussianMixture(Density):
         """Component means, shape ``(k, d)``."""
         return torch.stack([c.mean for c in self.components])
 
+    @property
+    def mean(self) -> Tensor:
+        """The mixture's mean ``E[X] = Σ_k w_k μ_k``, shape ``(d,)`` (Chapter 1, eq. ``eq-gen-mixture-moments``)."""
+        return self.weights @ self.means
+
+    @property
+    def covariance(self) -> Tensor:
+        r"""The mixture's covariance, shape ``(d, d)`` (Chapter 1, eq. ``eq-gen-mixture-moments``):
+
+        .. math::
+            \operatorname{Cov}[X] = \sum_k w_k (\Sigma_k + μ_k μ_k^\top) - E[X]\,E[X]^\top
+        """
+        second = sum(w * (c.cov + torch.outer(c.mean, c.mean)) for w, c in zip(self.weights, self.components))
+        return second - torch.outer(self.mean, self.mean)
+
     def sample_with_labels(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Pairs ``(x, y)`` from the joint law: ``y ~ w``, then ``x ~ N(μ_y, Σ_y)`` (Chapter 1).
 
