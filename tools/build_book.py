@@ -117,19 +117,25 @@ def write_figures_template() -> None:
     """Collect the figures' texts from the executed notebooks into _build/gettext/figures.pot.
 
     flowdiff.translated_figures records, in each figure's output metadata, the
-    texts that need a translation; the English build leaves the executed
-    notebooks in _build/jupyter_execute.
+    texts that need a translation. The notebooks come from the execution cache
+    (the newest record of each), which every builder shares.
     """
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import write_po
+    from jupyter_cache import get_cache
 
+    cache = get_cache(CACHE)
+    newest = {}
+    for record in cache.list_cache_records():
+        if record.uri not in newest or record.created > newest[record.uri].created:
+            newest[record.uri] = record
     catalogue = Catalog(project="figures", charset="utf-8")
-    for notebook in sorted((BUILD / "jupyter_execute").rglob("*.ipynb")):
-        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-        for cell in cells:
+    for uri, record in sorted(newest.items()):
+        location = Path(uri).relative_to(ROOT).as_posix()
+        for cell in cache.get_cache_bundle(record.pk).nb.cells:
             for output in cell.get("outputs", []):
                 for text in output.get("metadata", {}).get("image/svg+xml", {}).get("texts", []):
-                    catalogue.add(text, locations=[(notebook.relative_to(BUILD).as_posix(), 0)])
+                    catalogue.add(text, locations=[(location, 0)])
     with (BUILD / "gettext" / "figures.pot").open("wb") as handle:
         write_po(handle, catalogue, omit_header=False, sort_output=True)
 
