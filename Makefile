@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book test chapter translations benchmark publish clean clean-cache
+.PHONY: book english test translations benchmark publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
@@ -38,11 +38,30 @@ browser:
 		fi; \
 	fi
 
-# Preview a single chapter as a standalone page: make chapter NAME=flows-and-odes
-chapter: $(STAMP)
-	@test -n "$(NAME)" || { echo "usage: make chapter NAME=flows-and-odes"; exit 2; }
-	$(BIN)/jupyter-book build book/$(NAME).md --path-output $(BUILD)/chapter-$(NAME)
-	@echo "The page is at $(CURDIR)/$(BUILD)/chapter-$(NAME)/_build/_page/$(NAME)/html/index.html"
+# Only the English edition, for quick iterations on a chapter.
+english: $(STAMP) cache-guard
+	$(BIN)/python tools/build_book.py html --only en
+
+# After the English text changed: extract its messages (and the figures' texts)
+# and merge them into the catalogues under locales/, ready for translators.
+translations: $(STAMP) cache-guard
+	$(BIN)/python tools/build_book.py gettext
+	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
+	-$(BIN)/python tools/translation_status.py
+
+test: $(STAMP) cache-guard browser
+	$(BIN)/python -m pytest tests --run-book
+
+# The browser tests drive Debian's Chromium; CJK fonts make the Chinese pages readable.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null || ! fc-list :lang=zh | grep -q .; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+		else \
+			echo "The browser tests need Chromium and a CJK font: sudo apt-get install chromium fonts-noto-cjk"; \
+		fi; \
+	fi
 
 # Build times from an empty execution cache, both editions: _build/benchmarks/build.md
 benchmark: $(STAMP)
