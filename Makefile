@@ -78,7 +78,7 @@ cache-guard:
 	@mkdir -p $(BUILD)
 	@new=$$(find code/flowdiff assets $(LOCALES) -type f \( -path '$(LOCALES)/*' -name figures.po -o -not -path '$(LOCALES)/*' \) -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); \
 	if [ "$$new" != "$$(cat $(FINGERPRINT) 2>/dev/null)" ]; then \
-		echo "flowdiff or assets/ changed: clearing the execution cache"; \
+		echo "flowdiff, assets/ or the figure translations changed: clearing the execution cache"; \
 		rm -rf $(CACHE); echo "$$new" > $(FINGERPRINT); \
 	fi
 
