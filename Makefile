@@ -42,27 +42,6 @@ browser:
 english: $(STAMP) cache-guard
 	$(BIN)/python tools/build_book.py html --only en
 
-# After the English text changed: extract its messages (and the figures' texts)
-# and merge them into the catalogues under locales/, ready for translators.
-translations: $(STAMP) cache-guard
-	$(BIN)/python tools/build_book.py gettext
-	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
-	-$(BIN)/python tools/translation_status.py
-
-test: $(STAMP) cache-guard browser
-	$(BIN)/python -m pytest tests --run-book
-
-# The browser tests drive Debian's Chromium; CJK fonts make the Chinese pages readable.
-.PHONY: browser
-browser:
-	@if ! command -v chromium >/dev/null || ! fc-list :lang=zh | grep -q .; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
-		else \
-			echo "The browser tests need Chromium and a CJK font: sudo apt-get install chromium fonts-noto-cjk"; \
-		fi; \
-	fi
-
 # Build times from an empty execution cache, both editions: _build/benchmarks/build.md
 benchmark: $(STAMP)
 	$(BIN)/python tools/benchmark_build.py
@@ -72,14 +51,15 @@ publish: book
 
 # The execution cache is keyed on code cells only, so a change in the package,
 # in a shipped checkpoint or in the figures' translations (drawn when the
-# notebooks run) must drop it for the notebooks to run again.
+# notebooks run) must drop it, and Sphinx's doctrees with it so that every
+# page is read (and its notebook run) again.
 .PHONY: cache-guard
 cache-guard:
 	@mkdir -p $(BUILD)
 	@new=$$(find code/flowdiff assets $(LOCALES) -type f \( -path '$(LOCALES)/*' -name figures.po -o -not -path '$(LOCALES)/*' \) -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); \
 	if [ "$$new" != "$$(cat $(FINGERPRINT) 2>/dev/null)" ]; then \
 		echo "flowdiff, assets/ or the figure translations changed: clearing the execution cache"; \
-		rm -rf $(CACHE); echo "$$new" > $(FINGERPRINT); \
+		rm -rf $(CACHE) $(BUILD)/doctrees; echo "$$new" > $(FINGERPRINT); \
 	fi
 
 $(STAMP): requirements.txt code/pyproject.toml
@@ -88,7 +68,7 @@ $(STAMP): requirements.txt code/pyproject.toml
 	touch $(STAMP)
 
 clean-cache:
-	rm -rf $(CACHE) $(FINGERPRINT)
+	rm -rf $(CACHE) $(BUILD)/doctrees $(FINGERPRINT)
 
 clean:
 	rm -rf $(BUILD)
