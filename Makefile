@@ -21,7 +21,7 @@ book: $(STAMP) cache-guard
 # and merge them into the catalogues under locales/, ready for translators.
 translations: $(STAMP) cache-guard
 	$(BIN)/python tools/build_book.py gettext
-	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
+	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext/templates --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
 	-$(BIN)/python tools/translation_status.py
 
 test: $(STAMP) cache-guard browser

@@ -8,6 +8,7 @@ folder `make book` uses, so both share one execution cache.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -104,7 +105,9 @@ def test_chapter_has_maths_figures_and_no_cell_errors(build, file: str, edition:
 @pytest.mark.parametrize("file", CHAPTERS)
 def test_chapter_ends_with_summary_exercises_and_references(build, file: str) -> None:
     soup = page(HTML / f"{file}.html")
-    headings = [h.get_text(" ", strip=True).rstrip("#").strip() for h in soup.select("article h2")]
+    # Section headings carry their numbers ("1.7. Summary").
+    headings = [re.sub(r"^[\d.]+\s*", "", h.get_text(" ", strip=True).rstrip("#").strip())
+                for h in soup.select("article h2")]
     for wanted in ("Summary", "Exercises", "References"):
         assert any(h.startswith(wanted) for h in headings), f"no '{wanted}' section"
     assert soup.select(".exercise"), "no exercise box"

@@ -69,6 +69,7 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
     html = animate(trajectory(steps=30), frames=10).html
     assert "<script" in html
     assert html.count("data:image/png;base64") == 10
+    assert "https://" not in html and "http://" not in html, "the animation loads something from the network"
 
 
 @pytest.mark.parametrize(

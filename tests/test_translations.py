@@ -29,7 +29,7 @@ def templates(build) -> Path:
                             capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         pytest.fail(f"the gettext build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return ROOT / "_build" / "gettext"
+    return ROOT / "_build" / "gettext" / "templates"
 
 
 @pytest.fixture(scope="module")

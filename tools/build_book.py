@@ -2,7 +2,7 @@
 
     python tools/build_book.py html            # English at _build/html, Chinese at _build/html/zh
     python tools/build_book.py html --only en  # one edition
-    python tools/build_book.py gettext         # message templates (.pot) at _build/gettext,
+    python tools/build_book.py gettext         # message templates (.pot) at _build/gettext/templates,
                                                # figures.pot with the figures' texts
 
 Every edition reads `_config.yml` and `_toc.yml` exactly as `jupyter-book
@@ -31,6 +31,7 @@ BUILD = ROOT / "_build"
 CACHE = BUILD / ".jupyter_cache"
 LOCALES = ROOT / "locales"
 VENDOR = BUILD / "vendor"
+TEMPLATES = BUILD / "gettext" / "templates"
 
 # MathJax is served by the site itself, so that maths renders offline. The
 # pinned release comes from the npm registry; only the parts the pages use
@@ -114,7 +115,7 @@ def figure_translations() -> None:
 
 
 def write_figures_template() -> None:
-    """Collect the figures' texts from the executed notebooks into _build/gettext/figures.pot.
+    """Collect the figures' texts from the executed notebooks into <templates>/figures.pot.
 
     flowdiff.translated_figures records, in each figure's output metadata, the
     texts that need a translation. The notebooks come from the execution cache
@@ -136,7 +137,7 @@ def write_figures_template() -> None:
             for output in cell.get("outputs", []):
                 for text in output.get("metadata", {}).get("image/svg+xml", {}).get("texts", []):
                     catalogue.add(text, locations=[(location, 0)])
-    with (BUILD / "gettext" / "figures.pot").open("wb") as handle:
+    with (TEMPLATES / "figures.pot").open("wb") as handle:
         write_po(handle, catalogue, omit_header=False, sort_output=True)
 
 
@@ -194,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     figure_translations()
     times = {}
     if args.target == "gettext":
-        times["gettext"] = sphinx_build("gettext", BUILD / "gettext", "en")
+        # In its own folder: myst-nb writes executed notebooks next to the output
+        # folder, and the gettext builder's (without outputs) must not replace the
+        # English edition's, which the pages offer for download.
+        times["gettext"] = sphinx_build("gettext", TEMPLATES, "en")
         write_figures_template()
     else:
         for language, (outdir, folder, _) in EDITIONS.items():

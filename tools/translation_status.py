@@ -2,7 +2,7 @@
 
     python tools/translation_status.py          # after `make translations`
 
-Compares each message template of `_build/gettext` (what the English book
+Compares each message template of `_build/gettext/templates` (what the English book
 says now, figures included) with the catalogue under `locales/<language>/`,
 and lists per page the messages that are missing, untranslated or fuzzy,
 and the translations whose roles, cross-references or maths differ from the
@@ -20,7 +20,7 @@ import yaml
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "_build" / "gettext"
+TEMPLATES = ROOT / "_build" / "gettext" / "templates"
 LOCALES = ROOT / "locales"
 LANGUAGES = ["zh_CN"]
 

@@ -9,6 +9,7 @@ that a notebook and the built web page both display.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -164,6 +165,9 @@ def plot_trajectories(
         _frame(ax, _check_bounds(bounds))
 
 
+_CDN_STYLESHEET = re.compile(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*"\s*/?>')
+
+
 @dataclass(frozen=True)
 class HTMLAnimation:
     """An animation as self-contained HTML; Jupyter and myst-nb display it through ``_repr_html_``."""
@@ -218,4 +222,7 @@ def animate(
     animation = FuncAnimation(fig, draw, frames=len(shown), interval=interval_ms, blit=False)
     html = animation.to_jshtml(default_mode="once")
     plt.close(fig)
+    # Matplotlib links Font Awesome 4 from a CDN for the player's buttons; Jupyter and
+    # the book's theme ship Font Awesome already, and a page must not depend on the network.
+    html = _CDN_STYLESHEET.sub("", html)
     return HTMLAnimation(html)
