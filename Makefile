@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book english test translations benchmark publish clean clean-cache
+.PHONY: book english test translations linkcheck benchmark publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
@@ -42,12 +42,17 @@ browser:
 english: $(STAMP) cache-guard
 	$(BIN)/python tools/build_book.py html --only en
 
+# Every external link of the book, checked (where the network is reachable): _build/linkcheck/output.txt
+linkcheck: $(STAMP)
+	$(BIN)/python tools/build_book.py linkcheck
+
 # Build times from an empty execution cache, both editions: _build/benchmarks/build.md
 benchmark: $(STAMP)
 	$(BIN)/python tools/benchmark_build.py
 
+# Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book
-	$(BIN)/ghp-import --no-jekyll --push --force $(BUILD)/html
+	$(BIN)/python tools/publish.py
 
 # The execution cache is keyed on code cells only, so a change in the package,
 # in a shipped checkpoint or in the figures' translations (drawn when the

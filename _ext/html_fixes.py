@@ -1,4 +1,4 @@
-"""Two repairs to the HTML that the tool chain writes, so pages are valid and quiet.
+"""Three repairs to the HTML that the tool chain writes, so pages are valid and quiet.
 
 * Unique anchors. sphinx-proof and sphinx-exercise give every box the same
   ids (``proof``, ``proof-content``, ``exercise-content``, ...), so a page
@@ -8,6 +8,10 @@
   after the builder started (sphinx-togglebutton's and sphinx-thebe's) to
   every page twice, and the second ``const`` declaration is a JavaScript
   error in the reader's console.
+* A theme mode from the start. Jupyter Book leaves pydata-sphinx-theme's
+  ``default_mode`` empty, and the theme reports the empty mode as an error
+  in the console of every first visit; the book follows the reader's system
+  setting ("auto") and offers the light/dark switch in the header.
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
     context["script_files"] = scripts
 
 
+def default_theme_mode(app: Sphinx, config: Any) -> None:
+    # A template variable of the theme's layout, which reads it from the page context.
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", default_theme_mode)
     app.connect("doctree-resolved", make_ids_unique)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -2,6 +2,7 @@
 
     python tools/build_book.py html            # English at _build/html, Chinese at _build/html/zh
     python tools/build_book.py html --only en  # one edition
+    python tools/build_book.py linkcheck       # check external links (needs the network)
     python tools/build_book.py gettext         # message templates (.pot) at _build/gettext/templates,
                                                # figures.pot with the figures' texts
 
@@ -185,7 +186,7 @@ def record(times: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", choices=["html", "gettext"])
+    parser.add_argument("target", choices=["html", "gettext", "linkcheck"])
     parser.add_argument("--only", choices=sorted(EDITIONS), help="build a single edition")
     args = parser.parse_args(argv)
 
@@ -194,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     vendor_font()
     figure_translations()
     times = {}
-    if args.target == "gettext":
+    if args.target == "linkcheck":
+        # Needs the network: checks every external link of the English text.
+        times["linkcheck"] = sphinx_build("linkcheck", BUILD / "linkcheck", "en")
+    elif args.target == "gettext":
         # In its own folder: myst-nb writes executed notebooks next to the output
         # folder, and the gettext builder's (without outputs) must not replace the
         # English edition's, which the pages offer for download.

@@ -1,0 +1,146 @@
+"""The reproducibility report: what the book was built with, written at build time.
+
+The ``{reproducibility-report}`` directive leaves a placeholder that is
+filled once every page has been read (and its notebook run), with
+
+* the environment: Python, the platform, the processor count, the device
+  PyTorch computes on, and the versions of the libraries the book uses;
+* each notebook's execution time and date, from the execution cache;
+* the manifest of every checkpoint shipped in ``assets/`` (configuration
+  hash, SHA-256, how it was trained and what it scored).
+
+A page holding the directive is read again on every build, so the report
+never describes an older build.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+
+LIBRARIES = ["flowdiff", "torch", "numpy", "scipy", "matplotlib", "jupyter-book", "sphinx", "myst-nb",
+             "sphinx-proof", "sphinx-book-theme", "jupyter-cache"]
+
+
+class report_placeholder(nodes.General, nodes.Element):
+    """Where the report goes, once all notebooks have run."""
+
+
+class ReproducibilityReport(Directive):
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.state.document.settings.env
+        env.reproducibility_pages = getattr(env, "reproducibility_pages", set()) | {env.docname}
+        return [report_placeholder()]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> nodes.table:
+    table = nodes.table(classes=["reproducibility"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    group.extend(nodes.colspec(colwidth=1) for _ in header)
+    head, body = nodes.thead(), nodes.tbody()
+    for container, cells in [(head, header), *[(body, row) for row in rows]]:
+        row_node = nodes.row()
+        for cell in cells:
+            row_node += nodes.entry("", nodes.paragraph(text=str(cell)))
+        container += row_node
+    group += head
+    group += body
+    return table
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_rows() -> list[list[str]]:
+    import torch
+
+    device = f"CUDA ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU"
+    rows = [
+        ["Python", platform.python_version()],
+        ["platform", f"{platform.system()} {platform.release()} ({platform.machine()})"],
+        ["processors", str(os.cpu_count())],
+        ["PyTorch device", device],
+    ]
+    return rows + [[name, _version(name)] for name in LIBRARIES]
+
+
+def execution_rows(app: Sphinx) -> list[list[str]]:
+    from jupyter_cache import get_cache
+
+    path = Path(app.config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
+    if not path.exists():
+        return []
+    newest = {}
+    for record in get_cache(path).list_cache_records():
+        if record.uri not in newest or record.created > newest[record.uri].created:
+            newest[record.uri] = record
+    rows = []
+    for uri, record in sorted(newest.items()):
+        seconds = record.data.get("execution_seconds")
+        when = record.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        rows.append([Path(uri).relative_to(app.srcdir).as_posix(), f"{seconds:.1f}" if seconds else "-", when])
+    return rows
+
+
+def checkpoint_rows(app: Sphinx) -> list[list[str]]:
+    rows = []
+    for manifest in sorted(Path(app.srcdir, "assets").glob("**/manifest*.json")):
+        for name, entry in json.loads(manifest.read_text()).items():
+            quality = ", ".join(f"{k} {v}" for k, v in entry.get("quality", {}).items())
+            rows.append([name, entry.get("config_hash", "")[:12], entry.get("sha256", "")[:12],
+                         entry.get("device", ""), str(entry.get("wall_seconds", "")), quality])
+    return rows
+
+
+def fill_report(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    for placeholder in list(doctree.findall(report_placeholder)):
+        content: list[nodes.Node] = [
+            nodes.rubric(text="Environment"),
+            _table(["component", "version"], environment_rows()),
+            nodes.rubric(text="Notebook execution"),
+        ]
+        executions = execution_rows(app)
+        content.append(_table(["notebook", "seconds", "executed"], executions) if executions
+                       else nodes.paragraph(text="No notebook has been executed by this build."))
+        content.append(nodes.rubric(text="Checkpoints"))
+        checkpoints = checkpoint_rows(app)
+        content.append(
+            _table(["checkpoint", "config hash", "SHA-256", "device", "wall time (s)", "quality"], checkpoints)
+            if checkpoints else nodes.paragraph(text="The chapters built so far train no model heavy enough "
+                                                     "to ship as a checkpoint, so assets/ holds none.")
+        )
+        placeholder.replace_self(content)
+
+
+def always_outdated(app: Sphinx, env: BuildEnvironment, added: set, changed: set, removed: set) -> list[str]:
+    return sorted(getattr(env, "reproducibility_pages", set()) - removed)
+
+
+def merge(app: Sphinx, env: BuildEnvironment, docnames: set, other: BuildEnvironment) -> None:
+    env.reproducibility_pages = getattr(env, "reproducibility_pages", set()) | getattr(other, "reproducibility_pages", set())
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_node(report_placeholder)
+    app.add_directive("reproducibility-report", ReproducibilityReport)
+    app.connect("env-get-outdated", always_outdated)
+    app.connect("env-merge-info", merge)
+    app.connect("doctree-resolved", fill_report)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
