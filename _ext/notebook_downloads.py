@@ -1,29 +1,56 @@
-"""A ".ipynb" entry in each chapter's download menu.
+"""A ".ipynb" entry in each chapter's download menu: the chapter as an executed notebook.
 
-myst-nb executes every MyST notebook and writes the executed notebook (code
-and outputs) next to the build's output folder, in `jupyter_execute/`.
 sphinx-book-theme lists a notebook in the download menu when the page
-context names one (`ipynb_source`, relative to `_sources/`), but nothing
-sets it; this extension copies each executed notebook into `_sources/` and
-names it, so a reader downloads the chapter as a notebook that runs.
+context names one (``ipynb_source``, relative to ``_sources/``), but nothing
+sets it. This extension writes each notebook page as a notebook, text,
+code and outputs, into ``_sources/`` and names it. The text and code come
+from the page's source (read with jupytext), the outputs from the execution
+cache that every build shares (its newest record of the page); the copy
+myst-nb leaves in ``jupyter_execute/`` lacks the outputs when the notebook
+was not run by that very build.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
+import jupytext
+import nbformat
 from sphinx.application import Sphinx
 
 
+def executed_notebook(app: Sphinx, pagename: str) -> nbformat.NotebookNode | None:
+    from jupyter_cache import get_cache
+
+    cache_path = Path(app.config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
+    if pagename not in app.env.found_docs or not cache_path.exists():
+        return None
+    source = str(Path(app.env.doc2path(pagename)).resolve())
+    cache = get_cache(cache_path)
+    records = [record for record in cache.list_cache_records() if record.uri == source]
+    if not records:
+        return None
+    newest = max(records, key=lambda record: record.created)
+    executed = [cell for cell in cache.get_cache_bundle(newest.pk).nb.cells if cell.cell_type == "code"]
+    notebook = jupytext.read(source)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    if len(code) != len(executed):
+        return None
+    for cell, run in zip(code, executed):
+        cell.outputs, cell.execution_count = run.outputs, run.get("execution_count")
+    return notebook
+
+
 def offer_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
-    if doctree is None or not executed.exists():
+    if doctree is None:
+        return
+    notebook = executed_notebook(app, pagename)
+    if notebook is None:
         return
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(executed, target)
+    nbformat.write(notebook, target)
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 

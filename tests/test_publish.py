@@ -46,7 +46,7 @@ def test_nothing_but_the_site_is_published(published: list[str]) -> None:
     unwanted = [
         name for name in published
         if name.endswith((".buildinfo", ".doctree", ".pickle", ".safetensors", ".pt", ".ckpt"))
-        or any(part in {".jupyter_cache", ".doctrees", "doctrees", "jupyter_execute", "editions", "gettext", "fonts"}
+        or any(part in {".jupyter_cache", ".doctrees", "doctrees", "jupyter_execute", "editions", "gettext"}
                for part in Path(name).parts)
     ]
     assert not unwanted, unwanted[:20]
