@@ -233,10 +233,13 @@ class LanguageEditions(Directive):
 
 
 def add_static_path(app: Sphinx) -> None:
-    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+    static = str(Path(__file__).parent / "static")
+    if static not in app.config.html_static_path:
+        app.config.html_static_path.append(static)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("builder-inited", add_static_path)
     glue_roles.retrieve_glue_data = retrieve_glue_data_of_page
     glue_directives.retrieve_glue_data = retrieve_glue_data_of_page
     app.add_transform(KeepMathsOutOfCatalogues)
@@ -245,7 +248,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(AppendEnglishInsideTranslated)
     app.add_directive("language-editions", LanguageEditions)
     app.connect("html-page-context", add_page_context)
-    app.connect("builder-inited", add_static_path)
     app.add_css_file("bilingual.css")
     app.add_js_file("bilingual.js")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -11,17 +11,26 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from test_book import CHAPTERS, HTML
+from test_book import CHAPTERS, HTML, ROOT, toc_entries
+
+sys.path.insert(0, str(ROOT / "tools"))
+from build_book import npm_package  # noqa: E402
 
 pytestmark = pytest.mark.book
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = HTML.parent / "screenshots"
+PAGES = [file for _, file in toc_entries()]
+AXE = HTML.parent / "test-tools" / "axe.min.js"
+AXE_PACKAGE = ("axe-core@4.10.3", "0f2b4d7dcdf7d1219df8d1959ad68e565f51d14c3f0d88bb71cd59abeb956292")
+# Missing alt text, links told apart by colour alone, and text too faint to read.
+AXE_RULES = ["image-alt", "link-in-text-block", "color-contrast"]
 INSTALL_HINT = "install it with `apt-get install chromium fonts-noto-cjk` (`make test` does so when run as root)"
 
 
@@ -57,9 +66,22 @@ def browser():
         instance.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+@pytest.fixture(scope="module")
+def axe_script() -> str:
+    """axe-core, the accessibility engine, fetched once from the npm registry (pinned, checked)."""
+    if not AXE.exists():
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            package = npm_package(*AXE_PACKAGE, tmp)
+            AXE.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(package / "axe.min.js", AXE)
+    return AXE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(params=["light", "dark"])
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=request.param)
     tab = context.new_page()
     tab.errors = []
     tab.on("pageerror", lambda error: tab.errors.append(str(error)))
@@ -76,15 +98,72 @@ def open_page(page, url: str) -> None:
 
 
 @pytest.mark.parametrize("edition", ["", "zh/"], ids=["en", "zh"])
+@pytest.mark.parametrize("file", PAGES)
+def test_page_loads_cleanly_and_is_accessible(site, page, axe_script: str, edition: str, file: str) -> None:
+    open_page(page, f"{site}/{edition}{file}.html")
+    assert page.errors == [], "console errors or failed requests"
+    assert "$$" not in page.locator("article").inner_text(), "maths left untypeset"
+    broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+    assert broken == [], broken
+    page.add_script_tag(content=axe_script)
+    violations = page.evaluate(
+        "async rules => (await axe.run(document, {runOnly: {type: 'rule', values: rules}})).violations"
+        ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))",
+        AXE_RULES,
+    )
+    assert violations == [], violations
+
+
+@pytest.mark.parametrize("edition", ["", "zh/"], ids=["en", "zh"])
 @pytest.mark.parametrize("file", CHAPTERS)
-def test_chapter_renders_maths_without_errors(site, page, edition: str, file: str) -> None:
+def test_chapter_shows_maths_figures_and_numbered_boxes(site, page, edition: str, file: str) -> None:
     open_page(page, f"{site}/{edition}{file}.html")
     assert page.locator("mjx-container").count() > 0, "MathJax typeset nothing"
-    assert "$$" not in page.locator("article").inner_text()
-    assert page.errors == []
+    assert page.locator("figure img").count() > 0, "no figure"
+    numbers = page.locator(".admonition-title .caption-number").all_inner_texts()
+    assert numbers and all(any(ch.isdigit() for ch in n) for n in numbers), numbers
+    if page.locator("[id^=_anim_img]").count():
+        assert page.locator("[id^=_anim_img]").first.evaluate("img => img.naturalWidth") > 0, "the animation is blank"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    name = f"{edition.strip('/') or 'en'}-{Path(file).name}.png"
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=False)
+    theme = page.evaluate("document.documentElement.dataset.theme")
+    page.screenshot(path=str(SCREENSHOTS / f"{edition.strip('/') or 'en'}-{Path(file).name}-{theme}.png"))
+
+
+def test_navigation_reaches_every_page(site, page) -> None:
+    open_page(page, f"{site}/{PAGES[0]}.html")
+    hrefs = page.eval_on_selector_all("nav.bd-links a.reference.internal", "links => links.map(a => a.href)")
+    reached = {href.split("#")[0] for href in hrefs}
+    for file in PAGES[1:]:
+        assert f"{site}/{file}.html" in reached, f"the navigation does not reach {file}"
+
+
+def test_search_finds_a_term_of_a_chapter(site, page) -> None:
+    open_page(page, f"{site}/search.html?q=Ornstein")
+    page.wait_for_selector("#search-results li", timeout=15000)
+    results = page.locator("#search-results li a").all_inner_texts()
+    assert any("Langevin" in title or "SDE" in title for title in results), results
+
+
+def test_copy_button_copies_the_code(site, browser) -> None:
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    tab = context.new_page()
+    open_page(tab, f"{site}/{CHAPTERS[1]}.html")
+    cell = tab.locator("div.cell_input").first
+    cell.hover()
+    cell.locator("button.copybtn").click()
+    copied = tab.evaluate("navigator.clipboard.readText()")
+    assert "import" in copied and copied.strip() == cell.locator("pre").inner_text().strip()
+    context.close()
+
+
+def test_download_menu_offers_the_notebook(site, page) -> None:
+    open_page(page, f"{site}/{CHAPTERS[0]}.html")
+    page.locator(".dropdown-download-buttons button").first.click()
+    link = page.locator("a.btn-download-notebook-button")
+    assert link.is_visible()
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename.endswith(".ipynb")
 
 
 @pytest.mark.parametrize("file", CHAPTERS)

@@ -70,6 +70,7 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
     assert "<script" in html
     assert html.count("data:image/png;base64") == 10
     assert "https://" not in html and "http://" not in html, "the animation loads something from the network"
+    assert '<img alt="Animation of particles' in html
 
 
 @pytest.mark.parametrize(

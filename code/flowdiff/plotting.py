@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html import escape
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -186,6 +187,7 @@ def animate(
     title: str = "t = {t:.2f}",
     background: Callable[[Axes], None] | None = None,
     size: float = 3.6,
+    alt: str = "Animation of particles moving along their simulated trajectories",
 ) -> HTMLAnimation:
     """Animate the particles of a 2-D trajectory as a scatter plot evolving in time.
 
@@ -195,6 +197,7 @@ def animate(
         title: a format string receiving the current time ``t``.
         background: draws static content (a target density, say) on the axes first.
         size: figure width and height in inches.
+        alt: the text that describes the animation to a reader who cannot see it.
     """
     check_count(frames, "frames")
     check_count(interval_ms, "interval_ms")
@@ -225,4 +228,5 @@ def animate(
     # Matplotlib links Font Awesome 4 from a CDN for the player's buttons; Jupyter and
     # the book's theme ship Font Awesome already, and a page must not depend on the network.
     html = _CDN_STYLESHEET.sub("", html)
+    html = html.replace('<img id="_anim_img', f'<img alt="{escape(alt)}" id="_anim_img', 1)
     return HTMLAnimation(html)
