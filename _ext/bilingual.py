@@ -185,7 +185,8 @@ class BilingualCopies(SphinxTransform):
 
 
 class AppendEnglishInsideTranslated(SphinxTransform):
-    """Put the English copies of proof titles and terms inside the translated nodes."""
+    """Put the English copies of proof titles and terms inside the translated nodes,
+    and attach the translated nodes to the page's document."""
 
     default_priority = 21  # just after sphinx.transforms.i18n.Locale (20)
 
@@ -193,6 +194,13 @@ class AppendEnglishInsideTranslated(SphinxTransform):
         for node, copy in self.document.attributes.pop(PENDING, []):
             node += nodes.Text(" ")
             node += copy
+        # Translated nodes come from small documents parsed for each message, and
+        # still point to them, and through their settings to the whole build
+        # environment: each page's pickled doctree grew by megabytes, which made
+        # the Chinese build slower than the English one. Adopt them.
+        for node in self.document.findall():
+            if getattr(node, "document", None) not in (None, self.document):
+                node.document = self.document
 
 
 def twin_links(pagename: str, language: str) -> list[tuple[str, str, bool]]:
