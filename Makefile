@@ -46,8 +46,10 @@ english: $(STAMP) cache-guard
 linkcheck: $(STAMP)
 	$(BIN)/python tools/build_book.py linkcheck
 
-# Build times from an empty execution cache, both editions: _build/benchmarks/build.md
+# Build times from an empty execution cache, both editions (_build/benchmarks/build.md), and
+# sample quality of Chapter 5's flows against solver and steps (_build/benchmarks/samplers.md).
 benchmark: $(STAMP)
+	$(BIN)/python tools/benchmark_samplers.py
 	$(BIN)/python tools/benchmark_build.py
 
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).

@@ -2,10 +2,16 @@
 
 Modules, one per idea (the chapter that introduces each is in its docstring):
 
-- :mod:`flowdiff.distributions`: Gaussians, mixtures and 2-D toy data (Chapter 1)
-- :mod:`flowdiff.dynamics`: ODEs and SDEs (Chapters 2 and 3)
+- :mod:`flowdiff.distributions`: Gaussians, mixtures, point masses and 2-D toy data (Chapter 1)
+- :mod:`flowdiff.dynamics`: ODEs and SDEs (Chapters 2, 3 and 6)
 - :mod:`flowdiff.solvers`: Euler, Heun, Euler–Maruyama (Chapters 2 and 3)
+- :mod:`flowdiff.paths`: schedulers and Gaussian probability paths (Chapter 4)
+- :mod:`flowdiff.losses`: flow matching and denoising score matching (Chapters 5 and 6)
+- :mod:`flowdiff.models`: MLP vector fields with a time embedding (Chapter 5)
+- :mod:`flowdiff.training`: one training loop (Chapter 5)
+- :mod:`flowdiff.metrics`: sliced Wasserstein, MMD, exact optimal transport (Chapter 5)
+- :mod:`flowdiff.discrete`: DDPM and DDIM in discrete time (Chapter 7)
 - :mod:`flowdiff.plotting`: figures and animations shared by the chapters
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -26,6 +26,7 @@ __all__ = [
     "Density",
     "Gaussian",
     "GaussianMixture",
+    "PointMasses",
     "Empirical",
     "Moons",
     "Circles",
@@ -236,6 +237,148 @@ class GaussianMixture(Density):
         gamma = torch.softmax(self._log_joint(x), dim=1)
         component_scores = torch.stack([c.score(x) for c in self.components], dim=1)
         return torch.einsum("nk,nkd->nd", gamma, component_scores)
+
+
+    def noised(self, scale: float, noise_std: float) -> "GaussianMixture":
+        r"""The law of ``scale · X + noise_std · ε`` for ``X`` from this mixture and ``ε ~ N(0, I)``.
+
+        Each component ``N(μ_k, Σ_k)`` becomes ``N(scale μ_k, scale² Σ_k + noise_std² I)``
+        with the same weight: this is the marginal ``p_t`` of a Gaussian
+        probability path (Chapter 4, eq. ``eq-path-gaussian-mixture``).
+        """
+        scale, noise_std = _noise_arguments(scale, noise_std)
+        eye = torch.eye(self.dim, dtype=self.weights.dtype)
+        means = scale * self.means
+        covs = torch.stack([scale**2 * c.cov + noise_std**2 * eye for c in self.components])
+        return GaussianMixture(means, covs, self.weights)
+
+    def noised_posterior(self, x: Tensor, scale: float | Tensor, noise_std: float | Tensor) -> tuple[Tensor, Tensor]:
+        r"""Denoiser and score of the noised law at ``x``: ``(E[X | x], ∇ log p(x))``, each ``(n, d)`` (Chapters 4 and 6).
+
+        ``x = scale · X + noise_std · ε``; ``scale`` and ``noise_std`` are
+        numbers or one value per sample (shape ``(n,)``), so a batch with
+        different times costs one vectorised pass:
+
+        .. math::
+            E[X \mid x] = \sum_k \gamma_k(x)\,\bigl(\mu_k + s \Sigma_k S_k^{-1}(x - s\mu_k)\bigr),
+            \qquad \nabla \log p(x) = -\sum_k \gamma_k(x)\, S_k^{-1}(x - s\mu_k),
+            \qquad S_k = s^2 \Sigma_k + \sigma^2 I,
+
+        with ``γ_k`` the responsibilities under the noised mixture.
+        """
+        covs = torch.stack([c.cov for c in self.components])
+        return _mixture_posterior(self.means, covs, self.weights, x, scale, noise_std)
+
+    def posterior_mean(self, x: Tensor, scale: float | Tensor, noise_std: float | Tensor) -> Tensor:
+        r"""The denoiser ``E[X | scale · X + noise_std · ε = x]``, shape ``(n, d)`` (Chapter 6, Tweedie).
+
+        See :meth:`noised_posterior` for the formula.
+        """
+        return self.noised_posterior(x, scale, noise_std)[0]
+
+
+def _per_sample(value: float | Tensor, name: str, n: int, dtype: torch.dtype) -> Tensor:
+    """A scale or noise level as one non-negative value per sample, shape ``(n,)``."""
+    value = torch.as_tensor(value, dtype=dtype)
+    if value.ndim == 0:
+        value = value.expand(n)
+    if value.shape != (n,):
+        raise ValueError(f"{name} must be a number or have shape ({n},), got shape {tuple(value.shape)}")
+    if torch.any(value < 0) or not torch.all(torch.isfinite(value)):
+        raise ValueError(f"{name} must be finite and >= 0")
+    return value
+
+
+def _mixture_posterior(
+    means: Tensor, covs: Tensor, weights: Tensor, x: Tensor, scale: float | Tensor, noise_std: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(E[X | x], ∇ log p(x))`` for ``x = scale X + noise_std ε``, ``X`` a mixture with ``(k, d)`` means, ``(k, d, d)`` covariances."""
+    k, d = means.shape
+    check_batch(x, "x", d)
+    n, dtype = x.shape[0], x.dtype
+    scale = _per_sample(scale, "scale", n, dtype)[:, None, None, None]
+    noise_std = _per_sample(noise_std, "noise_std", n, dtype)[:, None, None, None]
+    means, covs, weights = means.to(dtype), covs.to(dtype), weights.to(dtype)
+    noised_covs = scale**2 * covs + noise_std**2 * torch.eye(d, dtype=dtype)  # (n, k, d, d)
+    chol, info = torch.linalg.cholesky_ex(noised_covs)
+    if torch.any(info != 0):
+        raise ValueError("noise_std must be > 0 where the data has no density (point masses, or scale = 0)")
+    centred = x[:, None, :] - scale[..., 0] * means  # (n, k, d)
+    solved = torch.cholesky_solve(centred[..., None], chol)[..., 0]  # S^{-1}(x - s μ)
+    log_normal = (-0.5 * (centred * solved).sum(-1) - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+                  - 0.5 * d * math.log(2 * math.pi))
+    gamma = torch.softmax(torch.log(weights) + log_normal, dim=1)  # (n, k)
+    score = -torch.einsum("nk,nkd->nd", gamma, solved)
+    denoised = means + scale[..., 0] * torch.einsum("kij,nkj->nki", covs, solved)
+    return torch.einsum("nk,nkd->nd", gamma, denoised), score
+
+
+def _noise_arguments(scale: float, noise_std: float) -> tuple[float, float]:
+    check_positive(scale, "scale", allow_zero=True)
+    check_positive(noise_std, "noise_std", allow_zero=True)
+    return float(scale), float(noise_std)
+
+
+class PointMasses(Sampleable):
+    r"""A discrete distribution ``Σ_k w_k δ_{a_k}``: finitely many points with weights (Chapter 7).
+
+    The simplest data set: the marginal of a Gaussian path started from it is
+    a Gaussian mixture, and its denoiser ``E[X | x]`` weighs the points by
+    their exact posterior probabilities.
+
+    Args:
+        points: shape ``(k, d)``.
+        weights: shape ``(k,)``, positive; normalised to sum to one.
+    """
+
+    def __init__(self, points: Tensor, weights: Tensor | None = None) -> None:
+        points = _as_tensor(points, "points")
+        check_batch(points, "points")
+        k = points.shape[0]
+        weights = torch.ones(k, dtype=points.dtype) if weights is None else _as_tensor(weights, "weights")
+        if weights.shape != (k,):
+            raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
+        if torch.any(weights <= 0):
+            raise ValueError("weights must be positive")
+        self.points = points
+        self.weights = (weights / weights.sum()).to(points.dtype)
+        self.dim = points.shape[1]
+
+    @property
+    def mean(self) -> Tensor:
+        """``Σ_k w_k a_k``, shape ``(d,)``."""
+        return self.weights @ self.points
+
+    @property
+    def covariance(self) -> Tensor:
+        """``Σ_k w_k (a_k - m)(a_k - m)^T``, shape ``(d, d)``."""
+        centred = self.points - self.mean
+        return torch.einsum("k,ki,kj->ij", self.weights, centred, centred)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        check_count(n, "n")
+        index = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        return self.points[index]
+
+    def noised(self, scale: float, noise_std: float) -> GaussianMixture:
+        """The law of ``scale · X + noise_std · ε``: the mixture of ``N(scale a_k, noise_std² I)``."""
+        scale, noise_std = _noise_arguments(scale, noise_std)
+        if noise_std == 0:
+            raise ValueError("noise_std must be > 0 for point masses (the law has no density otherwise)")
+        return GaussianMixture.isotropic(scale * self.points, noise_std, self.weights)
+
+    def noised_posterior(self, x: Tensor, scale: float | Tensor, noise_std: float | Tensor) -> tuple[Tensor, Tensor]:
+        r"""``(E[X | x], ∇ log p(x))`` for ``x = scale · X + noise_std · ε`` (Chapters 4 and 7).
+
+        ``E[X | x] = Σ_k γ_k(x) a_k`` with the exact posterior weights
+        ``γ_k(x) ∝ w_k N(x; scale a_k, noise_std² I)``; ``noise_std`` must be positive.
+        """
+        covs = torch.zeros(self.points.shape[0], self.dim, self.dim, dtype=self.points.dtype)
+        return _mixture_posterior(self.points, covs, self.weights, x, scale, noise_std)
+
+    def posterior_mean(self, x: Tensor, scale: float | Tensor, noise_std: float | Tensor) -> Tensor:
+        r"""``E[X | scale · X + noise_std · ε = x] = Σ_k γ_k(x) a_k``, shape ``(n, d)`` (Chapter 7)."""
+        return self.noised_posterior(x, scale, noise_std)[0]
 
 
 class Empirical(Sampleable):

@@ -1,4 +1,4 @@
-"""Ordinary and stochastic differential equations.
+"""Ordinary and stochastic differential equations (Chapters 2, 3 and 6).
 
 An ODE is a drift (a time-dependent vector field) ``u_t(x)``:
 
@@ -35,6 +35,7 @@ __all__ = [
     "BrownianMotion",
     "OrnsteinUhlenbeck",
     "OverdampedLangevin",
+    "MarginalPreservingSDE",
 ]
 
 
@@ -233,3 +234,50 @@ class OverdampedLangevin(SDE):
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
         return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+
+
+class MarginalPreservingSDE(SDE):
+    r"""The SDE that follows the same probability path as a flow, for any noise level (Chapter 4, eq. ``eq-path-sde-extension``; sampled in Chapter 6):
+
+    .. math::
+        dX_t = \Bigl[u_t(X_t) + \frac{σ_t^2}{2} \nabla \log p_t(X_t)\Bigr] dt + σ_t\, dW_t.
+
+    If ``u`` is the marginal vector field of a path ``p_t`` and ``score`` its
+    marginal score, then ``X_t ~ p_t`` for all ``t`` whenever ``X_0 ~ p_0``
+    (Chapter 4, Theorem ``thm-path-sde-extension``); ``σ = 0`` is the flow ODE.
+
+    Args:
+        vector_field: ``(x, t) -> u_t(x)``.
+        score: ``(x, t) -> ∇ log p_t(x)``; not called where ``σ_t = 0``.
+        diffusion: the coefficient ``σ_t``: a number ``>= 0``, or a function of
+            the times ``t`` (shape ``(n,)``) returning shape ``(n,)``.
+    """
+
+    def __init__(
+        self,
+        vector_field: Callable[[Tensor, Tensor], Tensor],
+        score: Callable[[Tensor, Tensor], Tensor],
+        diffusion: float | Callable[[Tensor], Tensor],
+    ) -> None:
+        if not callable(vector_field):
+            raise ValueError("vector_field must be callable as vector_field(x, t)")
+        if not callable(score):
+            raise ValueError("score must be callable as score(x, t)")
+        if not callable(diffusion):
+            check_positive(diffusion, "diffusion", allow_zero=True)
+        self.vector_field, self.score, self._diffusion = vector_field, score, diffusion
+
+    def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
+        if callable(self._diffusion):
+            sigma = self._diffusion(t)
+            if not isinstance(sigma, Tensor) or sigma.shape != t.shape or torch.any(sigma < 0):
+                raise ValueError("diffusion(t) must return a non-negative tensor of the shape of t")
+            return sigma.to(x.dtype)
+        return torch.full((x.shape[0],), float(self._diffusion), dtype=x.dtype)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        sigma = self.diffusion(x, t)
+        drift = self.vector_field(x, t)
+        if torch.all(sigma == 0):
+            return drift
+        return drift + 0.5 * _column(sigma, x) ** 2 * self.score(x, t)

@@ -1,0 +1,96 @@
+"""flowdiff.metrics: sliced and exact Wasserstein distances and MMD against closed forms,
+SciPy's assignment solver and each other."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from flowdiff.distributions import Gaussian, GaussianMixture
+from flowdiff.dynamics import VectorFieldODE
+from flowdiff.metrics import mmd, sampler_sweep, sliced_wasserstein, wasserstein
+from flowdiff.paths import LinearPath
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sliced_wasserstein_of_two_gaussians_in_closed_form() -> None:
+    """SW2^2 = |m1 - m2|^2 / d + (s1 - s2)^2 for isotropic Gaussians; 20k points, 1000 directions, within 3 % (the direction average alone has a 1.2 % standard error)."""
+    d, n = 3, 20_000
+    m = torch.tensor([1.0, -2.0, 0.5])
+    x = Gaussian.isotropic(d, 1.0).sample(n, gen(1))
+    y = Gaussian.isotropic(d, 0.5, m).sample(n, gen(2))
+    expected = math.sqrt(m.pow(2).sum().item() / d + 0.25)
+    assert sliced_wasserstein(x, y, projections=1000, generator=gen(3)) == pytest.approx(expected, rel=0.03)
+
+
+def test_sliced_wasserstein_in_one_dimension_is_the_exact_distance() -> None:
+    x, y = torch.randn(300, 1, generator=gen(4)), 2 + 0.5 * torch.randn(300, 1, generator=gen(5))
+    assert sliced_wasserstein(x, y, projections=4, generator=gen(6)) == pytest.approx(wasserstein(x, y), rel=1e-9)
+    unequal = sliced_wasserstein(x, y[:200], projections=4, generator=gen(6))
+    assert unequal == pytest.approx(wasserstein(x, y[:200]), rel=0.05)
+    assert sliced_wasserstein(x, x, generator=gen(7)) == 0.0
+
+
+def test_exact_wasserstein_matches_an_optimal_assignment() -> None:
+    """Equal-size uniform samples: optimal transport is a permutation (Birkhoff), found by SciPy."""
+    x, y = torch.randn(200, 2, generator=gen(8)), torch.rand(200, 2, generator=gen(9)) * 3
+    cost = torch.cdist(x, y).pow(2).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    assert wasserstein(x, y) == pytest.approx(math.sqrt(cost[rows, cols].mean()), rel=1e-9)
+
+
+def test_mmd_of_two_gaussians_in_closed_form() -> None:
+    r"""E k(X, X') = (h^2 / (h^2 + 2 s^2))^{d/2} for X, X' ~ N(m, s^2 I), and the cross term
+    (h^2 / (h^2 + s1^2 + s2^2))^{d/2} exp(-|m1 - m2|^2 / (2 (h^2 + s1^2 + s2^2))).
+
+    With 3000 points each the estimate's standard deviation is about 0.0095 (measured over
+    eight seeds), so the tolerance is 0.035, under 4 standard deviations."""
+    d, h, s1, s2 = 2, 1.0, 1.0, 0.5
+    m = torch.tensor([1.0, 0.5])
+    x = Gaussian.isotropic(d, s1).sample(3000, gen(10))
+    y = Gaussian.isotropic(d, s2, m).sample(3000, gen(11))
+
+    def term(a: float, b: float, shift: float) -> float:
+        v = h**2 + a**2 + b**2
+        return (h**2 / v) ** (d / 2) * math.exp(-shift / (2 * v))
+
+    expected = term(s1, s1, 0) + term(s2, s2, 0) - 2 * term(s1, s2, m.pow(2).sum().item())
+    assert mmd(x, y, bandwidth=h) == pytest.approx(expected, abs=0.035)
+    same = Gaussian.isotropic(d, s1).sample(3000, gen(12))
+    assert abs(mmd(x, same, bandwidth=h)) < 0.005
+
+
+def test_sampler_sweep_measures_the_discretisation_error() -> None:
+    """On the exact marginal field of a mixture, more steps help and Heun beats Euler at equal evaluations."""
+    data = GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), 0.3)
+    path = LinearPath()
+    ode = VectorFieldODE(lambda x, t: path.marginal_vector_field(data, x, t))
+    rows = sampler_sweep(ode, Gaussian.isotropic(2), data.sample(3000, gen(13)), steps=(2, 8, 16, 32), n=3000)
+    table = {(r.method, r.steps): r for r in rows}
+    assert len(rows) == 8 and table[("heun", 8)].evaluations == 16
+    assert table[("euler", 32)].sliced_w2 < table[("euler", 2)].sliced_w2
+    assert table[("heun", 8)].sliced_w2 < table[("euler", 16)].sliced_w2
+
+
+def test_bad_input_names_the_argument() -> None:
+    x = torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="y must have 2 columns"):
+        sliced_wasserstein(x, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="projections"):
+        sliced_wasserstein(x, x, projections=0)
+    with pytest.raises(ValueError, match="bandwidth"):
+        mmd(x, x, bandwidth=-1.0)
+    with pytest.raises(ValueError, match="max_points"):
+        wasserstein(torch.zeros(20, 2), torch.zeros(20, 2), max_points=10)
+    with pytest.raises(ValueError, match="ode"):
+        sampler_sweep(lambda x, t: x, Gaussian.isotropic(2), x)
+    with pytest.raises(ValueError, match="methods"):
+        sampler_sweep(VectorFieldODE(lambda x, t: x), Gaussian.isotropic(2), x, methods=("rk4",))
+    assert np.isfinite(mmd(torch.randn(4, 2, generator=gen(14)), torch.randn(4, 2, generator=gen(15))))
