@@ -48,6 +48,13 @@ def test_scheduler_endpoints(scheduler) -> None:
     torch.testing.assert_close(scheduler.beta(ends), torch.tensor([1.0, 0.0]), atol=1e-15, rtol=0)
 
 
+@pytest.mark.parametrize("scheduler", SCHEDULERS, ids=IDS)
+def test_scheduler_is_never_negative_in_single_precision(scheduler) -> None:
+    t = torch.linspace(0, 1, 1001, dtype=torch.float32)
+    assert torch.all(scheduler.beta(t) >= 0) and torch.all(scheduler.alpha(t) >= 0)
+    assert scheduler.beta(torch.ones(1, dtype=torch.float32)).item() == 0.0
+
+
 def test_vp_scheduler_is_variance_preserving_and_starts_near_noise() -> None:
     vp = VPScheduler(0.1, 20.0)
     t = torch.linspace(0, 1, 11)

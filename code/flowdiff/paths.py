@@ -119,7 +119,8 @@ class CosineScheduler(Scheduler):
         return torch.sin(0.5 * math.pi * t)
 
     def beta(self, t: Tensor) -> Tensor:
-        return torch.cos(0.5 * math.pi * t)
+        # cos(π/2) rounds to -4e-8 in float32: clamp so that β_1 = 0 exactly, never negative.
+        return torch.cos(0.5 * math.pi * t).clamp_min(0)
 
     def alpha_dot(self, t: Tensor) -> Tensor:
         return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
