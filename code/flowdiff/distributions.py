@@ -70,6 +70,16 @@ def _as_tensor(value: Tensor | list | float, name: str) -> Tensor:
     return tensor
 
 
+def _normalised_weights(weights: Tensor | None, k: int, dtype: torch.dtype) -> Tensor:
+    """Mixture weights of shape ``(k,)``, positive, normalised to sum to one (uniform when ``None``)."""
+    weights = torch.ones(k, dtype=dtype) if weights is None else _as_tensor(weights, "weights")
+    if weights.shape != (k,):
+        raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
+    if torch.any(weights <= 0):
+        raise ValueError("weights must be positive")
+    return (weights / weights.sum()).to(dtype)
+
+
 class Gaussian(Density):
     r"""The multivariate normal law ``N(mean, cov)`` (Chapter 1).
 
@@ -148,13 +158,8 @@ class GaussianMixture(Density):
         covs = _as_tensor(covs, "covs").to(means.dtype)
         if covs.shape != (k, d, d):
             raise ValueError(f"covs must have shape ({k}, {d}, {d}), got shape {tuple(covs.shape)}")
-        weights = torch.ones(k, dtype=means.dtype) if weights is None else _as_tensor(weights, "weights")
-        if weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
-        if torch.any(weights <= 0):
-            raise ValueError("weights must be positive")
         self.dim = d
-        self.weights = (weights / weights.sum()).to(means.dtype)
+        self.weights = _normalised_weights(weights, k, means.dtype)
         self.components = [Gaussian(means[i], covs[i]) for i in range(k)]
 
     @classmethod
@@ -335,13 +340,8 @@ class PointMasses(Sampleable):
         points = _as_tensor(points, "points")
         check_batch(points, "points")
         k = points.shape[0]
-        weights = torch.ones(k, dtype=points.dtype) if weights is None else _as_tensor(weights, "weights")
-        if weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
-        if torch.any(weights <= 0):
-            raise ValueError("weights must be positive")
         self.points = points
-        self.weights = (weights / weights.sum()).to(points.dtype)
+        self.weights = _normalised_weights(weights, k, points.dtype)
         self.dim = points.shape[1]
 
     @property
