@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book english test translations linkcheck benchmark publish clean clean-cache
+.PHONY: book english test translations linkcheck benchmark benchmark-digits publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
@@ -51,6 +51,11 @@ linkcheck: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python tools/benchmark_samplers.py
 	$(BIN)/python tools/benchmark_build.py
+
+# Classifier-free guidance on MNIST, scale x steps -> judged accuracy and Frechet distance, from the
+# shipped checkpoints (never trains): assets/benchmarks/digits-guidance.json, the table of Chapter 10.
+benchmark-digits: $(STAMP)
+	$(BIN)/python tools/benchmark_guidance.py
 
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book

@@ -12,7 +12,15 @@ from scipy.optimize import linear_sum_assignment
 
 from flowdiff.distributions import Gaussian, GaussianMixture
 from flowdiff.dynamics import VectorFieldODE
-from flowdiff.metrics import mmd, sampler_sweep, sliced_wasserstein, wasserstein
+from flowdiff.metrics import (
+    frechet_distance,
+    gaussian_frechet_distance,
+    judge_samples,
+    mmd,
+    sampler_sweep,
+    sliced_wasserstein,
+    wasserstein,
+)
 from flowdiff.paths import LinearPath
 
 
@@ -94,3 +102,62 @@ def test_bad_input_names_the_argument() -> None:
     with pytest.raises(ValueError, match="methods"):
         sampler_sweep(VectorFieldODE(lambda x, t: x), Gaussian.isotropic(2), x, methods=("rk4",))
     assert np.isfinite(mmd(torch.randn(4, 2, generator=gen(14)), torch.randn(4, 2, generator=gen(15))))
+
+
+# --- Fréchet distance and the classifier's verdict (Chapter 10) ------------------------------
+
+def random_covariance(d: int, seed: int) -> torch.Tensor:
+    a = torch.randn(d, d, generator=gen(seed), dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_gaussian_frechet_distance_equals_pot_bures_wasserstein() -> None:
+    """d_F is the 2-Wasserstein distance between Gaussians; POT computes it independently."""
+    import ot.gaussian
+
+    d = 6
+    m1, m2 = torch.randn(d, generator=gen(1), dtype=torch.float64), torch.randn(d, generator=gen(2), dtype=torch.float64)
+    c1, c2 = random_covariance(d, 3), random_covariance(d, 4)
+    expected = float(ot.gaussian.bures_wasserstein_distance(m1.numpy(), m2.numpy(), c1.numpy(), c2.numpy()))
+    assert gaussian_frechet_distance(m1, c1, m2, c2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_gaussian_frechet_distance_of_commuting_covariances() -> None:
+    """Diagonal covariances: d_F² = |Δμ|² + Σ (σ_i - τ_i)²."""
+    s, r = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([2.0, 1.0, 0.5])
+    m = torch.tensor([1.0, 0.0, -1.0])
+    expected = math.sqrt(2.0 + ((s.sqrt() - r.sqrt()) ** 2).sum().item())
+    assert gaussian_frechet_distance(m, torch.diag(s), torch.zeros(3), torch.diag(r)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_of_samples_converges_to_the_gaussian_one() -> None:
+    """From 200k samples the fitted moments give d_F within 2 % of its value for the true laws."""
+    mean = torch.tensor([0.5, -1.0, 0.0, 2.0])
+    x = Gaussian.isotropic(4, 1.0).sample(200_000, gen(5))
+    y = Gaussian.isotropic(4, 0.5, mean).sample(200_000, gen(6))
+    expected = math.sqrt(mean.pow(2).sum().item() + 4 * 0.5**2)
+    assert frechet_distance(x, y) == pytest.approx(expected, rel=0.02)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-5)
+
+
+class OracleClassifier(torch.nn.Module):
+    """Classifies an image by its mean pixel: the label is round(mean * 10) clipped to 0..9."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3))], dim=1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        label = (features[:, 0] * 10).round().clamp(0, 9).long()
+        return torch.nn.functional.one_hot(label, 10).double()
+
+
+def test_judge_samples_counts_the_labels_the_classifier_gives() -> None:
+    labels = torch.arange(10).repeat(3)
+    images = (labels.double() / 10)[:, None, None, None] + 0.01 * torch.randn(30, 1, 4, 4, generator=gen(0), dtype=torch.float64)
+    images[:6] = 0.95  # made for labels 0..5, but the oracle sees a 9 in each
+    reference = OracleClassifier().features(images)
+    verdict = judge_samples(OracleClassifier(), images, labels, reference)
+    assert verdict.accuracy == pytest.approx(24 / 30)
+    assert verdict.frechet == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        judge_samples(OracleClassifier(), images, labels[:5], reference)

@@ -12,7 +12,15 @@ import torch
 
 from flowdiff.distributions import Gaussian
 from flowdiff.dynamics import LinearODE
-from flowdiff.plotting import animate, grid_points, plot_density, plot_samples, plot_trajectories, plot_vector_field
+from flowdiff.plotting import (
+    animate,
+    grid_points,
+    plot_density,
+    plot_image_grid,
+    plot_samples,
+    plot_trajectories,
+    plot_vector_field,
+)
 from flowdiff.solvers import simulate_trajectory, time_grid
 
 
@@ -81,8 +89,22 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
         (lambda ax: plot_trajectories(ax, trajectory(), count=0), "count"),
         (lambda ax: grid_points(resolution=-2), "resolution"),
         (lambda ax: animate(trajectory(), frames=0), "frames"),
+        (lambda ax: plot_image_grid(ax, torch.zeros(4, 28, 28), 2), "images"),
+        (lambda ax: plot_image_grid(ax, torch.zeros(4, 1, 28, 28), 0), "columns"),
     ],
 )
 def test_bad_input_names_the_argument(ax, call, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         call(ax)
+
+
+def test_image_grid_tiles_dark_ink_on_white(ax) -> None:
+    """Two 2x2 images side by side with 1 pixel of padding: ink (+1) is black, background (-1) white."""
+    images = torch.full((2, 1, 2, 2), -1.0)
+    images[0, 0, 0, 0] = 1.0
+    images[1, 0, 1, 1] = 3.0  # overshoot is clipped to ink
+    plot_image_grid(ax, images, columns=2, padding=1)
+    canvas = ax.get_images()[0].get_array()
+    assert canvas.shape == (2, 5)
+    assert canvas[0, 0] == 0 and canvas[1, 4] == 0 and canvas[:, 2].tolist() == [1, 1]
+    assert canvas.sum() == 10 - 2

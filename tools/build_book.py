@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     # kernel avoids thread start-up and contention costs that, on a busy 2-core
     # machine, made a 2x2 Cholesky factorisation take milliseconds instead of microseconds.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Kernels run in book/, so a relative MNIST root (flowdiff.data) is made absolute here.
+    os.environ["FLOWDIFF_DATA"] = str(Path(os.environ.get("FLOWDIFF_DATA", ROOT / "data")).resolve())
     vendor_mathjax()
     vendor_font()
     figure_translations()

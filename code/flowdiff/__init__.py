@@ -7,11 +7,16 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.solvers`: Euler, Heun, Euler–Maruyama (Chapters 2 and 3)
 - :mod:`flowdiff.paths`: schedulers and Gaussian probability paths (Chapter 4)
 - :mod:`flowdiff.losses`: flow matching and denoising score matching (Chapters 5 and 6)
-- :mod:`flowdiff.models`: MLP vector fields with a time embedding (Chapter 5)
+- :mod:`flowdiff.models`: MLP vector fields (Chapters 5 and 8), the U-Net and a digit classifier (Chapters 9 and 10)
 - :mod:`flowdiff.training`: one training loop (Chapter 5)
-- :mod:`flowdiff.metrics`: sliced Wasserstein, MMD, exact optimal transport (Chapter 5)
+- :mod:`flowdiff.metrics`: sliced Wasserstein, MMD, exact optimal transport (Chapter 5),
+  classifier accuracy and Fréchet distance (Chapter 10)
 - :mod:`flowdiff.discrete`: DDPM and DDIM in discrete time (Chapter 7)
+- :mod:`flowdiff.guidance`: classifier guidance and classifier-free guidance (Chapter 8)
+- :mod:`flowdiff.data`: MNIST as tensors (Chapter 10)
+- :mod:`flowdiff.artifacts`: train-or-load of verified checkpoints (Chapter 10)
+- :mod:`flowdiff.recipes`: the recipes of the shipped checkpoints; ``python -m flowdiff.train`` (Chapter 10)
 - :mod:`flowdiff.plotting`: figures and animations shared by the chapters
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

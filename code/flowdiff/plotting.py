@@ -35,6 +35,7 @@ __all__ = [
     "plot_trajectories",
     "HTMLAnimation",
     "animate",
+    "plot_image_grid",
 ]
 
 Bounds = tuple[float, float, float, float]
@@ -230,3 +231,24 @@ def animate(
     html = _CDN_STYLESHEET.sub("", html)
     html = html.replace('<img id="_anim_img', f'<img alt="{escape(alt)}" id="_anim_img', 1)
     return HTMLAnimation(html)
+
+
+def plot_image_grid(ax: Axes, images: Tensor, columns: int, padding: int = 2) -> None:
+    """Tile a batch of grey images ``(n, 1, h, w)`` in ``[-1, 1]`` row by row, ``columns`` per row (Chapter 10).
+
+    Values outside ``[-1, 1]`` (a sampler's overshoot) are clipped; the tiles
+    are separated by ``padding`` pixels of white, and the axes are hidden.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape (n, 1, h, w), got {shape}")
+    check_count(columns, "columns")
+    n, _, h, w = images.shape
+    rows = -(-n // columns)
+    canvas = np.ones((rows * (h + padding) - padding, columns * (w + padding) - padding))
+    tiles = ((images[:, 0].detach().cpu().double().clamp(-1, 1) + 1) / 2).numpy()
+    for index, tile in enumerate(tiles):
+        r, c = divmod(index, columns)
+        canvas[r * (h + padding) : r * (h + padding) + h, c * (w + padding) : c * (w + padding) + w] = 1 - tile
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
