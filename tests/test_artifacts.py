@@ -18,6 +18,7 @@ from flowdiff.artifacts import (
     TrainingRun,
     checkpoint_status,
     config_hash,
+    evaluate_checkpoint,
     file_sha256,
     load_or_train,
     read_manifest,
@@ -111,6 +112,19 @@ def test_a_failed_run_never_replaces_a_good_checkpoint(tmp_path: Path, phase: st
         load_or_train(tiny_recipe(5.0, fail_in=phase), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert checkpoint_status(tiny_recipe(2.0), tmp_path) == "ok"
+
+
+def test_evaluating_again_rewrites_only_the_quality(tmp_path: Path) -> None:
+    load_or_train(tiny_recipe(), tmp_path)
+    weights = (tmp_path / "tiny.safetensors").read_bytes()
+    before = read_manifest(tmp_path)["tiny"]
+    stricter = tiny_recipe()
+    stricter = Recipe("tiny", "", stricter.config, stricter.build, stricter.train, lambda model, config, directory: {"error": -1.0})
+    entry = evaluate_checkpoint(stricter, tmp_path).entry
+    assert entry["quality"] == {"error": -1.0} and "evaluated" in entry
+    after = read_manifest(tmp_path)["tiny"]
+    assert {k: v for k, v in after.items() if k not in ("quality", "evaluated")} == {k: v for k, v in before.items() if k != "quality"}
+    assert (tmp_path / "tiny.safetensors").read_bytes() == weights
 
 
 def test_bad_recipe_is_named() -> None:

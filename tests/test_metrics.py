@@ -130,6 +130,14 @@ def test_gaussian_frechet_distance_of_commuting_covariances() -> None:
     assert gaussian_frechet_distance(m, torch.diag(s), torch.zeros(3), torch.diag(r)) == pytest.approx(expected, rel=1e-10)
 
 
+def test_gaussian_frechet_distance_with_singular_covariances() -> None:
+    """Rank-deficient covariances (dead features, few samples) give the exact answer without warnings:
+    Σ_x = diag(1, 0), Σ_y = diag(4, 0) share a null direction, so d_F² = |Δμ|² + (1 - 2)²."""
+    m = torch.tensor([0.0, 3.0])
+    distance = gaussian_frechet_distance(m, torch.diag(torch.tensor([1.0, 0.0])), torch.zeros(2), torch.diag(torch.tensor([4.0, 0.0])))
+    assert distance == pytest.approx(math.sqrt(9.0 + 1.0), rel=1e-12)
+
+
 def test_frechet_distance_of_samples_converges_to_the_gaussian_one() -> None:
     """From 200k samples the fitted moments give d_F within 2 % of its value for the true laws."""
     mean = torch.tensor([0.5, -1.0, 0.0, 2.0])

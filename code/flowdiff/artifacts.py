@@ -46,6 +46,7 @@ __all__ = [
     "checkpoint_status",
     "load_or_train",
     "train_checkpoint",
+    "evaluate_checkpoint",
 ]
 
 MANIFEST = "manifest.json"
@@ -224,11 +225,30 @@ def train_checkpoint(
         },
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    manifest = read_manifest(directory)
-    manifest[recipe.name] = entry
-    manifest_path = directory / MANIFEST
-    _write_atomically(manifest_path, lambda temporary: temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n"))
+    _write_entry(directory, recipe.name, entry)
     return LoadedCheckpoint(model, entry, trained=True)
+
+
+def _write_entry(directory: Path, name: str, entry: dict[str, Any]) -> None:
+    manifest = read_manifest(directory)
+    manifest[name] = entry
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    _write_atomically(directory / MANIFEST, lambda temporary: temporary.write_text(text))
+
+
+def evaluate_checkpoint(recipe: Recipe, directory: str | os.PathLike) -> LoadedCheckpoint:
+    """Measure the quality of a verified checkpoint again and record it in the manifest; the weights are untouched.
+
+    For when a quality measure changed, not the model: the entry's
+    ``quality`` is replaced and ``evaluated`` records when.
+    """
+    loaded = load_or_train(recipe, directory, allow_training=False)
+    with torch.no_grad():
+        quality = recipe.evaluate(loaded.model, recipe.config, Path(directory))
+    entry = dict(loaded.entry, quality=quality)
+    entry["evaluated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    _write_entry(Path(directory), recipe.name, entry)
+    return LoadedCheckpoint(loaded.model, entry, trained=False)
 
 
 def load_or_train(

@@ -38,7 +38,6 @@ from typing import Sequence
 
 import numpy as np
 import ot
-import scipy.linalg
 import torch
 from torch import Tensor, nn
 
@@ -206,11 +205,19 @@ def sampler_sweep(
     return results
 
 
+def _psd_square_root(matrix: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a symmetric positive semi-definite matrix, by its eigendecomposition."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
 def gaussian_frechet_distance(mean_x: Tensor, cov_x: Tensor, mean_y: Tensor, cov_y: Tensor) -> float:
     r"""The Fréchet (2-Wasserstein) distance ``d_F`` between ``N(μ_x, Σ_x)`` and ``N(μ_y, Σ_y)`` (Chapter 10, eq. ``eq-digits-frechet``).
 
-    Computed in float64 with SciPy's matrix square root; the tiny imaginary
-    part that rounding gives the square root of a product of covariances is dropped.
+    Computed in float64. The trace of ``(Σ_x^{1/2} Σ_y Σ_x^{1/2})^{1/2}`` is
+    the sum of the square roots of the eigenvalues of that symmetric
+    positive semi-definite matrix, so singular covariances (features that
+    are always zero, fewer samples than dimensions) need no regularisation.
     """
     d = mean_x.shape[0] if isinstance(mean_x, Tensor) and mean_x.ndim == 1 else None
     for value, name in ((mean_x, "mean_x"), (mean_y, "mean_y")):
@@ -221,9 +228,10 @@ def gaussian_frechet_distance(mean_x: Tensor, cov_x: Tensor, mean_y: Tensor, cov
             raise ValueError(f"{name} must have shape ({d}, {d})")
     mx, my = mean_x.double().numpy(), mean_y.double().numpy()
     sx, sy = cov_x.double().numpy(), cov_y.double().numpy()
-    root_x = np.real(scipy.linalg.sqrtm(sx))
-    cross = np.real(scipy.linalg.sqrtm(root_x @ sy @ root_x))
-    squared = float(np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2 * np.trace(cross))
+    root_x = _psd_square_root(sx)
+    product = root_x @ sy @ root_x
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
+    squared = float(np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2 * cross)
     return math.sqrt(max(squared, 0.0))
 
 

@@ -3,6 +3,7 @@
     python -m flowdiff.train --list                 # the recipes and the state of their checkpoints
     python -m flowdiff.train mnist-cfg-unet         # retrain, evaluate, then replace the checkpoint
     python -m flowdiff.train mnist-classifier --device cuda
+    python -m flowdiff.train mnist-cfg-unet --evaluate   # measure the shipped weights again, no training
 
 The checkpoint and its manifest entry are replaced only when training and
 evaluation have finished; an interrupted run leaves the old files as they were.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flowdiff.artifacts import checkpoint_status, read_manifest, train_checkpoint
+from flowdiff.artifacts import checkpoint_status, evaluate_checkpoint, read_manifest, train_checkpoint
 from flowdiff.recipes import RECIPES
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the recipes and the state of their checkpoints")
     parser.add_argument("--directory", default="assets/checkpoints", help="checkpoint folder (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--evaluate", action="store_true", help="only measure the quality of the shipped weights again")
     args = parser.parse_args(argv)
     if args.list or args.name is None:
         manifest = read_manifest(args.directory)
@@ -30,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds = manifest.get(name, {}).get("training", {}).get("seconds")
             took = f", trained in {seconds:.0f} s" if seconds is not None else ""
             print(f"{name:20s} {checkpoint_status(recipe, args.directory):9s} {recipe.description}{took}")
+        return 0
+    if args.evaluate:
+        result = evaluate_checkpoint(RECIPES[args.name], args.directory)
+        print(f"{args.name}: quality {result.entry['quality']}")
         return 0
     result = train_checkpoint(RECIPES[args.name], args.directory, device=args.device, progress=True)
     training = result.entry["training"]
