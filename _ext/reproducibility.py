@@ -99,13 +99,26 @@ def execution_rows(app: Sphinx) -> list[list[str]]:
     return rows
 
 
+def _quality_text(quality: dict) -> str:
+    """The manifest's quality figures in one line: scalars as ``name value``, a guidance sweep as one item per scale."""
+    parts = []
+    for key, value in quality.items():
+        if key == "by_guidance_scale":
+            parts += [f"w = {r['guidance_scale']:g}: accuracy {100 * r['accuracy']:.1f} %, Fréchet {r['frechet']:.2f}"
+                      for r in value]
+        elif isinstance(value, (int, float, str)):
+            parts.append(f"{key} {value}")
+    return "; ".join(parts)
+
+
 def checkpoint_rows(app: Sphinx) -> list[list[str]]:
     rows = []
     for manifest in sorted(Path(app.srcdir, "assets").glob("**/manifest*.json")):
         for name, entry in json.loads(manifest.read_text()).items():
-            quality = ", ".join(f"{k} {v}" for k, v in entry.get("quality", {}).items())
+            training = entry.get("training", {})
             rows.append([name, entry.get("config_hash", "")[:12], entry.get("sha256", "")[:12],
-                         entry.get("device", ""), str(entry.get("wall_seconds", "")), quality])
+                         training.get("device", ""), str(training.get("seconds", "")),
+                         _quality_text(entry.get("quality", {}))])
     return rows
 
 

@@ -5,6 +5,7 @@ checkpoints: they verify, and their recorded quality holds."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def test_train_then_load(tmp_path: Path) -> None:
     assert not second.trained and not second.model.training
     assert torch.equal(second.model.weight, 2 * torch.eye(3))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in tmp_path.iterdir()), "permissions as for any new file"
 
 
 def test_the_file_is_plain_safetensors(tmp_path: Path) -> None:
@@ -162,7 +166,7 @@ def test_shipped_classifier_is_accurate_on_held_out_digits() -> None:
     assert entry["quality"]["test_accuracy"] >= 0.99
     if not (data_root() / "MNIST" / "raw").exists():
         pytest.skip("MNIST not found: set FLOWDIFF_DATA")
-    model = load_or_train(CLASSIFIER, SHIPPED, allow_training=False).model
+    model = load_or_train(CLASSIFIER, SHIPPED, allow_training=False).model.float()
     test = load_mnist(train=False)
     with torch.no_grad():
         predictions = torch.cat([model(chunk).argmax(1) for chunk in test.images.split(2000)])

@@ -25,13 +25,11 @@ from flowdiff.models import ConditionalMLPVectorField
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath
 from flowdiff.solvers import simulate, time_grid
 
-torch.set_default_dtype(torch.float64)
-
-CLASSES = [
-    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]]), 0.4),
-    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]]), 0.6),
+CLASSES = [  # built at import, before the float64 fixture of conftest applies: dtypes explicit
+    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]], dtype=torch.float64), 0.4),
+    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]], dtype=torch.float64), 0.6),
 ]
-PRIOR = torch.tensor([0.3, 0.7])
+PRIOR = torch.tensor([0.3, 0.7], dtype=torch.float64)
 NULL = 2
 
 

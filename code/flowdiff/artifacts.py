@@ -124,8 +124,11 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename: readers see the old file or the new one."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(descriptor)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes the file private; a checkpoint is an ordinary file
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
