@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book english test translations linkcheck benchmark benchmark-digits publish clean clean-cache
+.PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 book: $(STAMP) cache-guard
@@ -56,6 +56,11 @@ benchmark: $(STAMP)
 # shipped checkpoints (never trains): assets/benchmarks/digits-guidance.json, the table of Chapter 10.
 benchmark-digits: $(STAMP)
 	$(BIN)/python tools/benchmark_guidance.py
+
+# Latent flow against the pixel-space U-Net: parameters, training and sampling time, judged quality,
+# from the shipped checkpoints (never trains): assets/benchmarks/latent-vs-pixel.json, the table of Chapter 11.
+benchmark-latent: $(STAMP)
+	$(BIN)/python tools/benchmark_latent.py
 
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book

@@ -100,12 +100,19 @@ def execution_rows(app: Sphinx) -> list[list[str]]:
 
 
 def _quality_text(quality: dict) -> str:
-    """The manifest's quality figures in one line: scalars as ``name value``, a guidance sweep as one item per scale."""
+    """The manifest's quality figures in one line: scalars as ``name value``, a sweep as one item per setting."""
     parts = []
     for key, value in quality.items():
         if key == "by_guidance_scale":
-            parts += [f"w = {r['guidance_scale']:g}: accuracy {100 * r['accuracy']:.1f} %, Fréchet {r['frechet']:.2f}"
-                      for r in value]
+            for r in value:
+                if "accuracy" in r:
+                    parts.append(f"w = {r['guidance_scale']:g}: accuracy {100 * r['accuracy']:.1f} %, Fréchet {r['frechet']:.2f}")
+                else:  # prompt following: agreement rates of held-out and seen prompts
+                    rates = ", ".join(f"{group} {prop} {100 * rate:.0f} %" for group in ("held_out", "seen")
+                                      for prop, rate in r.get(group, {}).items())
+                    parts.append(f"w = {r['guidance_scale']:g}: {rates}")
+        elif key == "by_steps":
+            parts += [f"{r['steps']} steps: Fréchet {r['frechet']:.2f}" for r in value]
         elif isinstance(value, (int, float, str)):
             parts.append(f"{key} {value}")
     return "; ".join(parts)

@@ -23,6 +23,7 @@ from flowdiff.artifacts import (
     file_sha256,
     load_or_train,
     read_manifest,
+    train_checkpoint,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ SHIPPED = ROOT / "assets" / "checkpoints"
 def tiny_recipe(scale: float = 2.0, fail_in: str | None = None) -> Recipe:
     """A linear map trained in closed form to multiply by ``scale``; optionally failing in one phase."""
 
-    def train(model: nn.Module, config, device, progress) -> TrainingRun:
+    def train(model: nn.Module, config, device, progress, directory) -> TrainingRun:
         if fail_in == "train":
             raise FloatingPointError("diverged")
         with torch.no_grad():
@@ -171,3 +172,30 @@ def test_shipped_classifier_is_accurate_on_held_out_digits() -> None:
     with torch.no_grad():
         predictions = torch.cat([model(chunk).argmax(1) for chunk in test.images.split(2000)])
     assert (predictions == test.labels).double().mean().item() == pytest.approx(entry["quality"]["test_accuracy"], abs=1e-4)
+
+
+def test_a_latent_recipe_refuses_an_autoencoder_of_another_configuration() -> None:
+    from flowdiff.recipes import LATENT_CFG, RECIPES, VAE_RECIPE, _autoencoder
+
+    assert LATENT_CFG.config["autoencoder"] == {"name": VAE_RECIPE.name, "config_hash": config_hash(VAE_RECIPE.config)}
+    for recipe in RECIPES.values():
+        if "autoencoder" in recipe.config:
+            assert recipe.config["autoencoder"]["config_hash"] == config_hash(RECIPES[recipe.config["autoencoder"]["name"]].config)
+    other = dict(LATENT_CFG.config, autoencoder={"name": VAE_RECIPE.name, "config_hash": "0" * 16})
+    with pytest.raises(CheckpointError, match="mnist-vae"):
+        _autoencoder(other, SHIPPED)
+
+
+def test_a_checkpoint_is_stale_once_a_checkpoint_it_requires_is_replaced(tmp_path: Path) -> None:
+    base = tiny_recipe(2.0)
+    derived = Recipe("derived", "built on tiny", {"scale": 5.0}, base.build, base.train, base.evaluate, requires=("tiny",))
+    train_checkpoint(base, tmp_path)
+    train_checkpoint(derived, tmp_path)
+    assert read_manifest(tmp_path)["derived"]["requires"] == {"tiny": file_sha256(tmp_path / "tiny.safetensors")}
+    assert checkpoint_status(derived, tmp_path) == "ok"
+    train_checkpoint(base, tmp_path)  # the same weights again: nothing the derived model depends on changed
+    assert checkpoint_status(derived, tmp_path) == "ok"
+    train_checkpoint(tiny_recipe(3.0), tmp_path)  # other weights under the same name
+    assert checkpoint_status(derived, tmp_path) == "stale"
+    with pytest.raises(CheckpointError, match="built on changed"):
+        load_or_train(derived, tmp_path, allow_training=False)

@@ -169,3 +169,37 @@ def test_judge_samples_counts_the_labels_the_classifier_gives() -> None:
     assert verdict.frechet == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="labels"):
         judge_samples(OracleClassifier(), images, labels[:5], reference)
+
+
+# --- straightness of paths (Chapter 14) -------------------------------------------------------
+
+def test_straight_paths_at_constant_speed_have_zero_straightness() -> None:
+    from flowdiff.metrics import path_straightness
+    from flowdiff.solvers import Trajectory
+
+    times = torch.linspace(0, 1, 11)
+    start, end = torch.randn(5, 2), torch.randn(5, 2)
+    states = start[:, None] + times[None, :, None] * (end - start)[:, None]
+    assert path_straightness(Trajectory(times, states)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_straightness_of_a_circular_arc_in_closed_form() -> None:
+    """x(t) = r (cos θt, sin θt): S = r²θ² − |chord|² = r²θ² − 4 r² sin²(θ/2); finite differences on 4,000 steps."""
+    from flowdiff.metrics import path_straightness
+    from flowdiff.solvers import Trajectory
+
+    radius, angle = 2.0, 2.5
+    times = torch.linspace(0, 1, 4001)
+    states = radius * torch.stack([torch.cos(angle * times), torch.sin(angle * times)], dim=1)[None]
+    expected = radius**2 * angle**2 - 4 * radius**2 * math.sin(angle / 2) ** 2
+    assert path_straightness(Trajectory(times, states)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_straightness_refuses_what_is_not_a_trajectory() -> None:
+    from flowdiff.metrics import path_straightness
+    from flowdiff.solvers import Trajectory
+
+    with pytest.raises(ValueError, match="trajectory"):
+        path_straightness(torch.zeros(3, 4, 2))
+    with pytest.raises(ValueError, match="trajectory"):
+        path_straightness(Trajectory(torch.zeros(1), torch.zeros(3, 1, 2)))

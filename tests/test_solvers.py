@@ -19,7 +19,7 @@ from flowdiff.dynamics import (
     OverdampedLangevin,
     VectorFieldODE,
 )
-from flowdiff.solvers import simulate, simulate_trajectory, time_grid
+from flowdiff.solvers import simulate, simulate_trajectory, solve_adaptive, time_grid
 
 
 SPIRAL = torch.tensor([[-0.3, -2.0], [2.0, -0.3]], dtype=torch.float64)
@@ -58,7 +58,7 @@ def test_affine_flow_marginal_is_the_pushforward() -> None:
     assert torch.allclose(torch.cov(xt.T), marginal.cov, atol=0.02)
 
 
-@pytest.mark.parametrize("method", ["euler", "heun"])
+@pytest.mark.parametrize("method", ["euler", "heun", "midpoint"])
 @pytest.mark.parametrize("case", ["linear", "affine"])
 def test_every_ode_solver_integrates_a_known_velocity_to_its_flow(method: str, case: str) -> None:
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
@@ -68,7 +68,7 @@ def test_every_ode_solver_integrates_a_known_velocity_to_its_flow(method: str, c
         ode = affine_flow()
         exact = ode.flow(x0, torch.ones(64))
     error = (simulate(ode, x0, time_grid(400, dtype=torch.float64), method) - exact).abs().max().item()
-    assert error < {"euler": 2e-2, "heun": 1e-4}[method]
+    assert error < {"euler": 2e-2, "heun": 1e-4, "midpoint": 1e-4}[method]
 
 
 def measured_order(method: str) -> float:
@@ -87,6 +87,39 @@ def test_euler_converges_with_order_one() -> None:
 
 def test_heun_converges_with_order_two() -> None:
     assert abs(measured_order("heun") - 2.0) < 0.1
+
+
+def test_midpoint_converges_with_order_two() -> None:
+    assert abs(measured_order("midpoint") - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("case", ["linear", "affine"])
+def test_adaptive_solver_integrates_a_known_velocity_to_its_flow(case: str) -> None:
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
+    if case == "linear":
+        ode, exact = LinearODE(SPIRAL), LinearODE(SPIRAL).flow(x0, 1.0)
+    else:
+        ode = affine_flow()
+        exact = ode.flow(x0, torch.ones(64))
+    loose, tight = solve_adaptive(ode, x0, rtol=1e-4, atol=1e-4), solve_adaptive(ode, x0, rtol=1e-9, atol=1e-9)
+    assert (tight.final - exact).abs().max().item() < 1e-7
+    assert (loose.final - exact).abs().max().item() < 1e-2
+    # Dormand-Prince spends 6 evaluations per step (first-same-as-last), plus the initial one and rejected steps.
+    assert 7 <= loose.evaluations <= tight.evaluations
+    if case == "linear":  # the rotating field needs more steps for a tighter tolerance (the affine one is polynomial in t)
+        assert loose.evaluations < tight.evaluations
+
+
+def test_adaptive_solver_counts_every_evaluation() -> None:
+    calls = []
+
+    def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return -x
+
+    solution = solve_adaptive(VectorFieldODE(field), torch.ones(3, 2), rtol=1e-6, atol=1e-6)
+    assert solution.evaluations == len(calls)
+    torch.testing.assert_close(solution.final, torch.full((3, 2), math.exp(-1.0)), rtol=1e-5, atol=1e-6)
 
 
 def test_heun_matches_scipy_on_a_nonlinear_time_dependent_field() -> None:
@@ -190,6 +223,9 @@ def test_same_seed_same_sample_path() -> None:
         (lambda: simulate(LinearODE(SPIRAL), torch.zeros(2, 2), time_grid(3), "rk4"), "method"),
         (lambda: simulate(LinearODE(SPIRAL), torch.zeros(2, 2), time_grid(3), "euler_maruyama"), "method"),
         (lambda: simulate(OrnsteinUhlenbeck(), torch.zeros(2, 2), time_grid(3), "heun"), "method"),
+        (lambda: solve_adaptive(LinearODE(SPIRAL), torch.zeros(2, 2), rtol=0.0), "rtol"),
+        (lambda: solve_adaptive(LinearODE(SPIRAL), torch.zeros(2, 2), method="rk4"), "method"),
+        (lambda: solve_adaptive(lambda x, t: x, torch.zeros(2, 2)), "ode"),
         (lambda: affine_flow().drift(torch.zeros(2, 2), torch.tensor([0.5, 1.5])), "t"),
         (lambda: affine_flow().flow(torch.zeros(2, 2), torch.tensor([-0.1, 0.5])), "t"),
         (lambda: affine_flow().marginal(2.0), "t"),

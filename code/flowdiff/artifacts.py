@@ -72,17 +72,22 @@ class Recipe:
         description: one line for ``python -m flowdiff.train --list``.
         config: JSON-serialisable settings; their hash keys the checkpoint.
         build: ``build(config) -> model``, untrained.
-        train: ``train(model, config, device, progress) -> TrainingRun``, in place.
+        train: ``train(model, config, device, progress, directory) -> TrainingRun``, in place;
+            ``directory`` lets it load the checkpoints it builds on (a latent flow's autoencoder).
         evaluate: ``evaluate(model, config, directory) -> dict`` of quality figures, run without autograd;
             ``directory`` lets it load other checkpoints (a judge classifier).
+        requires: names of checkpoints in the same folder whose weights this one is built on (a latent
+            flow's autoencoder). Their SHA-256 values are recorded at training time, and the checkpoint
+            is stale once any of them is replaced, even by a run of the same configuration.
     """
 
     name: str
     description: str
     config: Mapping[str, Any]
     build: Callable[[Mapping[str, Any]], nn.Module]
-    train: Callable[[nn.Module, Mapping[str, Any], torch.device, bool | None], TrainingRun]
+    train: Callable[[nn.Module, Mapping[str, Any], torch.device, bool | None, Path], TrainingRun]
     evaluate: Callable[[nn.Module, Mapping[str, Any], Path], dict[str, Any]]
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,13 +150,17 @@ def _check_recipe(recipe: Recipe) -> None:
 
 
 def checkpoint_status(recipe: Recipe, directory: str | os.PathLike) -> str:
-    """``"ok"``, ``"missing"``, ``"stale"`` (configuration changed) or ``"corrupted"`` (SHA-256 differs)."""
+    """``"ok"``, ``"missing"``, ``"stale"`` (configuration or a required checkpoint changed) or ``"corrupted"`` (SHA-256 differs)."""
     _check_recipe(recipe)
-    entry = read_manifest(directory).get(recipe.name)
+    manifest = read_manifest(directory)
+    entry = manifest.get(recipe.name)
     path = Path(directory) / f"{recipe.name}.safetensors"
     if entry is None or not path.exists():
         return "missing"
     if entry["config_hash"] != config_hash(recipe.config):
+        return "stale"
+    built_on = entry.get("requires", {})
+    if any(built_on.get(name) != manifest.get(name, {}).get("sha256") for name in recipe.requires):
         return "stale"
     if file_sha256(path) != entry["sha256"]:
         return "corrupted"
@@ -197,11 +206,12 @@ def train_checkpoint(
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = recipe.build(recipe.config).to(device)
     start = time.perf_counter()
-    run = recipe.train(model, recipe.config, device, progress)
+    run = recipe.train(model, recipe.config, device, progress, directory)
     seconds = time.perf_counter() - start
     model = model.cpu().eval()
     with torch.no_grad():
         quality = recipe.evaluate(model, recipe.config, directory)
+    requires = {name: read_manifest(directory)[name]["sha256"] for name in recipe.requires}
     tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
     path = directory / f"{recipe.name}.safetensors"
     _write_atomically(path, lambda temporary: save_file(tensors, str(temporary)))
@@ -221,6 +231,7 @@ def train_checkpoint(
             "losses": [round(sum(run.losses[i : i + stride]) / len(run.losses[i : i + stride]), 5) for i in range(0, len(run.losses), stride)],
         },
         "quality": quality,
+        **({"requires": requires} if requires else {}),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -288,6 +299,6 @@ def load_or_train(
             f"(corrupted or replaced by hand); {_retrain_hint(recipe.name)}"
         )
     if not allow_training:
-        reason = "its configuration changed" if status == "stale" else "there is none"
+        reason = "its configuration or a checkpoint it is built on changed" if status == "stale" else "there is none"
         raise CheckpointError(f"no usable checkpoint {recipe.name!r} in {directory} ({reason}); {_retrain_hint(recipe.name)}")
     return train_checkpoint(recipe, directory, device, progress)

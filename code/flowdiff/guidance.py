@@ -73,21 +73,22 @@ def drop_labels(labels: Tensor, eta: float, null_label: int, generator: torch.Ge
     r"""Replace each label by ``null_label`` with probability ``eta`` (Chapter 8, eq. ``eq-guide-dropout``).
 
     Args:
-        labels: class labels, a long tensor of shape ``(n,)``.
+        labels: class labels, a long tensor of shape ``(n,)``; or token ids
+            ``(n, L)`` of prompts (Chapter 13), where a dropped row becomes all ``null_label``.
         eta: the label-dropout probability ``η`` in ``[0, 1]``.
         null_label: the index of ``∅``.
-        generator: seeds the coin flips.
+        generator: seeds the coin flips, one per row.
 
     Returns:
-        A new tensor of shape ``(n,)``; on average a fraction ``η`` of it is ``null_label``.
+        A new tensor of the shape of ``labels``; on average a fraction ``η`` of its rows is ``null_label``.
     """
-    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype != torch.long:
-        raise ValueError("labels must be a 1-D long tensor")
+    if not isinstance(labels, Tensor) or labels.ndim < 1 or labels.dtype != torch.long:
+        raise ValueError("labels must be a long tensor with one row per sample")
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
         raise ValueError(f"eta must be a probability in [0, 1], got {eta!r}")
     if isinstance(null_label, bool) or not isinstance(null_label, int):
         raise ValueError(f"null_label must be an int, got {type(null_label).__name__}")
-    dropped = torch.rand(labels.shape, generator=generator) < eta
+    dropped = (torch.rand(labels.shape[0], generator=generator) < eta).reshape(-1, *([1] * (labels.ndim - 1)))
     return torch.where(dropped, torch.full_like(labels, null_label), labels)
 
 
@@ -156,7 +157,9 @@ class ClassifierFreeGuidance(ODE):
 
     Args:
         model: ``model(x, t, labels)``, e.g. :class:`~flowdiff.models.UNet`.
-        labels: the target label of each sample, long tensor of shape ``(n,)``.
+        labels: the target label of each sample, long tensor of shape ``(n,)``;
+            or any long tensor ``(n, ...)`` of conditions, such as the token ids
+            of prompts (Chapter 13), whose null condition is filled with ``null_label``.
         null_label: the index of ``∅`` the model was trained with.
         guidance_scale: ``w >= 0``; ``w = 1`` is the conditional field.
     """
@@ -164,8 +167,8 @@ class ClassifierFreeGuidance(ODE):
     def __init__(self, model: ConditionalModel, labels: Tensor, null_label: int, guidance_scale: float) -> None:
         if not callable(model):
             raise ValueError("model must be callable as model(x, t, labels)")
-        if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype != torch.long:
-            raise ValueError("labels must be a 1-D long tensor")
+        if not isinstance(labels, Tensor) or labels.ndim < 1 or labels.dtype != torch.long:
+            raise ValueError("labels must be a long tensor with one row per sample (labels, or token ids of prompts)")
         _check_scale(guidance_scale)
         self.model, self.labels, self.null_label, self.guidance_scale = model, labels, null_label, guidance_scale
 
@@ -195,11 +198,11 @@ def sample_with_guidance(
 
     Args:
         model: a conditional network with a ``null_label`` attribute (:class:`~flowdiff.models.UNet`).
-        labels: target labels, shape ``(n,)``.
+        labels: target labels, shape ``(n,)``, or token ids ``(n, L)`` of prompts.
         guidance_scale: ``w``.
         steps: solver steps on a uniform grid (Heun uses two evaluations per step).
         shape: the shape of one sample, e.g. ``(1, 28, 28)``.
-        method: ``"euler"`` or ``"heun"``.
+        method: ``"euler"``, ``"heun"`` or ``"midpoint"``.
         generator: seeds the initial noise.
         batch_size: samples integrated at once (bounds memory).
 
@@ -208,8 +211,8 @@ def sample_with_guidance(
     """
     if not hasattr(model, "null_label"):
         raise ValueError("model must have a null_label attribute (a classifier-free guided network)")
-    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype != torch.long:
-        raise ValueError("labels must be a 1-D long tensor")
+    if not isinstance(labels, Tensor) or labels.ndim < 1 or labels.dtype != torch.long:
+        raise ValueError("labels must be a long tensor with one row per sample (labels, or token ids of prompts)")
     check_count(steps, "steps")
     check_count(batch_size, "batch_size")
     dtype = next(model.parameters()).dtype

@@ -27,6 +27,9 @@ samples and of held-out data (eq. ``eq-digits-frechet``),
 
 FID's formula with the book's own MNIST classifier in place of Inception.
 :func:`guidance_sweep` measures both over guidance scales and step counts.
+
+:func:`path_straightness` (Chapter 14) measures how far simulated paths
+are from straight lines, the property that lets few solver steps suffice.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import ot
@@ -45,7 +48,7 @@ from flowdiff._checks import check_batch, check_count, check_positive
 from flowdiff.distributions import Sampleable
 from flowdiff.dynamics import ODE
 from flowdiff.guidance import sample_with_guidance
-from flowdiff.solvers import simulate, time_grid
+from flowdiff.solvers import Trajectory, simulate, time_grid
 
 __all__ = [
     "sliced_wasserstein",
@@ -59,9 +62,10 @@ __all__ = [
     "judge_samples",
     "GuidanceResult",
     "guidance_sweep",
+    "path_straightness",
 ]
 
-EVALUATIONS_PER_STEP = {"euler": 1, "heun": 2}
+EVALUATIONS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2}
 
 
 def _check_samples(x: Tensor, y: Tensor) -> None:
@@ -205,6 +209,31 @@ def sampler_sweep(
     return results
 
 
+def path_straightness(trajectory: Trajectory) -> float:
+    r"""The straightness ``S = E ∫_0^1 ‖(X_1 − X_0) − Ẋ_t‖² dt`` of simulated paths (Chapter 14, eq. ``eq-fast-straightness``).
+
+    ``S = 0`` exactly when every path is a straight line travelled at
+    constant speed, which one Euler step integrates without error. The
+    velocity ``Ẋ_t`` is the finite difference of consecutive states, so
+    the trajectory should come from a fine grid.
+
+    Args:
+        trajectory: states of shape ``(n, T, ...)`` at times ``(T,)``, as from
+            :func:`~flowdiff.solvers.simulate_trajectory`.
+    """
+    if not isinstance(trajectory, Trajectory):
+        raise ValueError(f"trajectory must be a flowdiff.solvers.Trajectory, got {type(trajectory).__name__}")
+    if trajectory.times.shape[0] < 2:
+        raise ValueError("trajectory must hold at least two times")
+    states = trajectory.states.flatten(2).double()
+    steps = trajectory.times.diff().double()
+    span = trajectory.times[-1].double() - trajectory.times[0].double()
+    velocities = states.diff(dim=1) / steps[None, :, None]
+    chord = (states[:, -1] - states[:, 0]) / span
+    deviation = (chord[:, None] - velocities).square().sum(dim=2)
+    return (deviation * steps).sum(dim=1).mean().item()
+
+
 def _psd_square_root(matrix: np.ndarray) -> np.ndarray:
     """The symmetric square root of a symmetric positive semi-definite matrix, by its eigendecomposition."""
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
@@ -308,13 +337,16 @@ def guidance_sweep(
     seed: int = 0,
     num_classes: int = 10,
     shape: tuple[int, ...] = (1, 28, 28),
+    decode: Callable[[Tensor], Tensor] | None = None,
 ) -> list[GuidanceResult]:
     """Classifier-judged quality of guided samples over scales ``w`` and step counts (Chapter 10).
 
     For each ``(w, steps)`` draws ``per_class`` samples of every class from
     the same initial noise and judges them with :func:`judge_samples`. A
     guided evaluation at ``w != 1`` runs the network on a double batch;
-    ``evaluations`` counts solver evaluations of the guided field.
+    ``evaluations`` counts solver evaluations of the guided field. A latent
+    model (Chapter 11) passes ``shape=(k,)`` and ``decode``, which maps its
+    samples to images; the time then includes decoding.
     """
     check_count(per_class, "per_class")
     if method not in EVALUATIONS_PER_STEP:
@@ -327,6 +359,9 @@ def guidance_sweep(
             images = sample_with_guidance(
                 model, labels, scale, count, shape, method=method, generator=torch.Generator().manual_seed(seed)
             )
+            if decode is not None:
+                with torch.no_grad():
+                    images = decode(images)
             seconds = time.perf_counter() - start
             verdict = judge_samples(classifier, images, labels, reference_features)
             results.append(

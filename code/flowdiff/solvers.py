@@ -6,6 +6,12 @@ For an ODE ``dX = u_t(X) dt`` and a step ``h`` from ``t`` to ``t + h``
     Euler:  x ← x + h u_t(x)                                     (global error O(h))
     Heun:   x̃ ← x + h u_t(x);  x ← x + h/2 (u_t(x) + u_{t+h}(x̃))   (global error O(h²))
 
+Midpoint:  x ← x + h u_{t+h/2}(x + (h/2) u_t(x))                  (global error O(h²), Chapter 14)
+
+An adaptive solver (:func:`solve_adaptive`, Dormand–Prince from
+torchdiffeq) chooses its own steps to keep an error estimate below a
+tolerance, and reports how many evaluations of the field that took.
+
 For an SDE ``dX = u_t(X) dt + σ_t(X) dW`` (Chapter 3, Algorithm ``alg-sde-euler-maruyama``):
 
     Euler–Maruyama:  x ← x + h u_t(x) + σ_t(x) √h z,   z ~ N(0, I)
@@ -30,10 +36,13 @@ __all__ = [
     "time_grid",
     "euler_step",
     "heun_step",
+    "midpoint_step",
     "euler_maruyama_step",
     "METHODS",
     "simulate",
     "simulate_trajectory",
+    "AdaptiveSolution",
+    "solve_adaptive",
 ]
 
 Dynamics = Union[ODE, SDE]
@@ -80,6 +89,12 @@ def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Genera
     return x + 0.5 * h * (velocity + corrector)
 
 
+def midpoint_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One explicit midpoint step ``x + h u_{t+h/2}(x + (h/2) u_t(x))`` (Chapter 14, eq. ``eq-fast-midpoint``)."""
+    half = x + 0.5 * h * ode.drift(x, _times_like(x, t))
+    return x + h * ode.drift(half, _times_like(x, t + 0.5 * h))
+
+
 def euler_maruyama_step(
     sde: SDE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -94,6 +109,7 @@ Step = Callable[..., Tensor]
 METHODS: dict[str, tuple[Step, type]] = {
     "euler": (euler_step, ODE),
     "heun": (heun_step, ODE),
+    "midpoint": (midpoint_step, ODE),
     "euler_maruyama": (euler_maruyama_step, SDE),
 }
 
@@ -146,7 +162,7 @@ def simulate_trajectory(
         dynamics: an :class:`~flowdiff.dynamics.ODE` or :class:`~flowdiff.dynamics.SDE`.
         x0: initial states, shape ``(n, ...)``.
         times: strictly increasing grid, shape ``(T,)`` (see :func:`time_grid`).
-        method: ``"euler"`` or ``"heun"`` for an ODE (default Euler),
+        method: ``"euler"``, ``"heun"`` or ``"midpoint"`` for an ODE (default Euler),
             ``"euler_maruyama"`` for an SDE (the default there).
         generator: seeds the Brownian increments of an SDE.
 
@@ -176,3 +192,59 @@ def simulate(
     for final in _states(dynamics, x0, times, method, generator):
         pass
     return final
+
+
+@dataclass(frozen=True)
+class AdaptiveSolution:
+    """The state at the final time and ``evaluations``, the number of evaluations of the field (NFE) the solver spent."""
+
+    final: Tensor
+    evaluations: int
+
+
+@torch.no_grad()
+def solve_adaptive(
+    ode: ODE, x0: Tensor, rtol: float = 1e-5, atol: float = 1e-5, start: float = 0.0, end: float = 1.0, method: str = "dopri5"
+) -> AdaptiveSolution:
+    """Integrate an ODE from ``start`` to ``end`` with an adaptive solver of torchdiffeq, counting evaluations (Chapter 14).
+
+    The whole batch is one state: the solver's step sizes are shared by all
+    samples, and its error control is on the batch. The field is evaluated
+    only at times in ``[start, end]``: the first step is ``(end − start) / 100``
+    and steps stop at ``end``.
+
+    Args:
+        ode: an :class:`~flowdiff.dynamics.ODE`.
+        x0: initial states, shape ``(n, ...)``.
+        rtol, atol: relative and absolute tolerances of the local error estimate.
+        start, end: the time interval.
+        method: an adaptive method of ``torchdiffeq.odeint`` (``"dopri5"``, ``"bosh3"``, ``"adaptive_heun"``).
+    """
+    from torchdiffeq import odeint
+
+    if not isinstance(ode, ODE):
+        raise ValueError(f"ode must be a flowdiff.dynamics.ODE, got {type(ode).__name__}")
+    _check_start(x0)
+    for value, name in ((rtol, "rtol"), (atol, "atol")):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not end > start:
+        raise ValueError(f"end must exceed start, got start={start}, end={end}")
+    if method not in ADAPTIVE_METHODS:
+        raise ValueError(f"method must be one of {sorted(ADAPTIVE_METHODS)}, got {method!r}")
+    evaluations = 0
+
+    def field(t: Tensor, x: Tensor) -> Tensor:
+        nonlocal evaluations
+        evaluations += 1
+        return ode.drift(x, _times_like(x, t))
+
+    times = torch.tensor([start, end], dtype=x0.dtype, device=x0.device)
+    # A learned field is only defined on [start, end]: the first step is fixed (the automatic choice probes
+    # beyond the interval) and no step may pass the end.
+    options = {"first_step": (end - start) / 100, "step_t": times[1:]}
+    states = odeint(field, x0, times, rtol=rtol, atol=atol, method=method, options=options)
+    return AdaptiveSolution(states[-1], evaluations)
+
+
+ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")

@@ -1,9 +1,10 @@
-"""Retrain a shipped checkpoint from its recipe: ``python -m flowdiff.train NAME`` (Chapter 10).
+"""Retrain a shipped checkpoint from its recipe: ``python -m flowdiff.train NAME`` (Chapters 10 and 11).
 
     python -m flowdiff.train --list                 # the recipes and the state of their checkpoints
     python -m flowdiff.train mnist-cfg-unet         # retrain, evaluate, then replace the checkpoint
     python -m flowdiff.train mnist-classifier --device cuda
     python -m flowdiff.train mnist-cfg-unet --evaluate   # measure the shipped weights again, no training
+    python -m flowdiff.train mnist-vae              # an autoencoder; the latent flows that name it become stale
 
 The checkpoint and its manifest entry are replaced only when training and
 evaluation have finished; an interrupted run leaves the old files as they were.
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, recipe in sorted(RECIPES.items()):
             seconds = manifest.get(name, {}).get("training", {}).get("seconds")
             took = f", trained in {seconds:.0f} s" if seconds is not None else ""
-            print(f"{name:20s} {checkpoint_status(recipe, args.directory):9s} {recipe.description}{took}")
+            print(f"{name:26s} {checkpoint_status(recipe, args.directory):9s} {recipe.description}{took}")
         return 0
     if args.evaluate:
         result = evaluate_checkpoint(RECIPES[args.name], args.directory)
