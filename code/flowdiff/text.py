@@ -89,7 +89,7 @@ def caption(digit: int, thickness: int | None, slant_class: int | None, variant:
     """One caption of a digit with the properties to mention (``None`` leaves one out; medium thickness has no word).
 
     ``variant`` picks the template, the digit's spelling (word or numeral)
-    and the synonyms, so that ``variant`` in ``range(36)`` enumerates the sentences.
+    and the synonyms, so that ``variant`` in ``range(12)`` enumerates the sentences.
     """
     if digit not in range(10):
         raise ValueError(f"digit must be in 0..9, got {digit}")
