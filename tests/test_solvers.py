@@ -58,15 +58,19 @@ def test_affine_flow_marginal_is_the_pushforward() -> None:
     assert torch.allclose(torch.cov(xt.T), marginal.cov, atol=0.02)
 
 
+def known_flow(case: str, x0: torch.Tensor):
+    """An ODE with its exact solution at t = 1: the rotating linear field, or the affine flow between two Gaussians."""
+    if case == "linear":
+        return LinearODE(SPIRAL), LinearODE(SPIRAL).flow(x0, 1.0)
+    ode = affine_flow()
+    return ode, ode.flow(x0, torch.ones(x0.shape[0]))
+
+
 @pytest.mark.parametrize("method", ["euler", "heun", "midpoint"])
 @pytest.mark.parametrize("case", ["linear", "affine"])
 def test_every_ode_solver_integrates_a_known_velocity_to_its_flow(method: str, case: str) -> None:
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
-    if case == "linear":
-        ode, exact = LinearODE(SPIRAL), LinearODE(SPIRAL).flow(x0, 1.0)
-    else:
-        ode = affine_flow()
-        exact = ode.flow(x0, torch.ones(64))
+    ode, exact = known_flow(case, x0)
     error = (simulate(ode, x0, time_grid(400, dtype=torch.float64), method) - exact).abs().max().item()
     assert error < {"euler": 2e-2, "heun": 1e-4, "midpoint": 1e-4}[method]
 
@@ -96,11 +100,7 @@ def test_midpoint_converges_with_order_two() -> None:
 @pytest.mark.parametrize("case", ["linear", "affine"])
 def test_adaptive_solver_integrates_a_known_velocity_to_its_flow(case: str) -> None:
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
-    if case == "linear":
-        ode, exact = LinearODE(SPIRAL), LinearODE(SPIRAL).flow(x0, 1.0)
-    else:
-        ode = affine_flow()
-        exact = ode.flow(x0, torch.ones(64))
+    ode, exact = known_flow(case, x0)
     loose, tight = solve_adaptive(ode, x0, rtol=1e-4, atol=1e-4), solve_adaptive(ode, x0, rtol=1e-9, atol=1e-9)
     assert (tight.final - exact).abs().max().item() < 1e-7
     assert (loose.final - exact).abs().max().item() < 1e-2

@@ -22,7 +22,20 @@ from torch import Tensor, nn
 
 from flowdiff._checks import check_batch, check_count, check_positive
 
-__all__ = ["FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier"]
+__all__ = ["perceptron", "FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier"]
+
+
+def perceptron(width_in: int, hidden: int, layers: int, width_out: int) -> nn.Module:
+    """``Linear → SiLU → … → Linear``: ``layers`` linear maps, the hidden ones of width ``hidden`` (Chapter 5).
+
+    The body of every MLP vector field of the book (Chapters 5, 8, 11 and 13).
+    """
+    widths = [width_in] + [hidden] * (layers - 1)
+    blocks: list[nn.Module] = []
+    for width, next_width in zip(widths[:-1], widths[1:]):
+        blocks += [nn.Linear(width, next_width), nn.SiLU()]
+    blocks.append(nn.Linear(widths[-1], width_out))
+    return nn.Sequential(*blocks)
 
 
 class FourierTimeEmbedding(nn.Module):
@@ -76,12 +89,7 @@ class MLPVectorField(nn.Module):
             raise ValueError(f"layers must be >= 2, got {layers}")
         self.dim = dim
         self.time_embedding = FourierTimeEmbedding(time_features)
-        widths = [dim + time_features] + [hidden] * (layers - 1)
-        blocks: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            blocks += [nn.Linear(width_in, width_out), nn.SiLU()]
-        blocks.append(nn.Linear(widths[-1], dim))
-        self.network = nn.Sequential(*blocks)
+        self.network = perceptron(dim + time_features, hidden, layers, dim)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         check_batch(x, "x", self.dim)
@@ -122,12 +130,7 @@ class ConditionalMLPVectorField(nn.Module):
         self.dim, self.num_classes, self.null_label = dim, num_classes, num_classes
         self.time_embedding = FourierTimeEmbedding(time_features)
         self.label_embedding = nn.Embedding(num_classes + 1, label_features)
-        widths = [dim + time_features + label_features] + [hidden] * (layers - 1)
-        blocks: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            blocks += [nn.Linear(width_in, width_out), nn.SiLU()]
-        blocks.append(nn.Linear(widths[-1], dim))
-        self.network = nn.Sequential(*blocks)
+        self.network = perceptron(dim + time_features + label_features, hidden, layers, dim)
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         check_batch(x, "x", self.dim)

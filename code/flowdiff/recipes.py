@@ -143,11 +143,12 @@ def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.devic
     return TrainingRun(history.losses)
 
 
-def _evaluate_unet(model: nn.Module, config: Mapping[str, Any], directory: Path) -> dict[str, Any]:
+def _guidance_quality(model: nn.Module, config: Mapping[str, Any], directory: Path, **images: Any) -> dict[str, Any]:
+    """The judged accuracy and Fréchet distance over the configured guidance scales; ``images`` as in :func:`guidance_sweep`."""
     judge = load_or_train(CLASSIFIER, directory).model
     evaluation = config["evaluation"]
     rows = guidance_sweep(
-        model, judge, test_features(judge), evaluation["guidance_scales"], [evaluation["steps"]], evaluation["per_class"]
+        model, judge, test_features(judge), evaluation["guidance_scales"], [evaluation["steps"]], evaluation["per_class"], **images
     )
     return {
         "judge": CLASSIFIER.name,
@@ -178,7 +179,7 @@ CFG_UNET = Recipe(
     },
     build=_build_unet,
     train=_train_unet,
-    evaluate=_evaluate_unet,
+    evaluate=_guidance_quality,
 )
 
 
@@ -293,22 +294,8 @@ def _train_latent_cfg(model: nn.Module, config: Mapping[str, Any], device: torch
 
 
 def _evaluate_latent_cfg(model: nn.Module, config: Mapping[str, Any], directory: Path) -> dict[str, Any]:
-    judge = load_or_train(CLASSIFIER, directory).model
-    evaluation = config["evaluation"]
     space = _latent_space(model, config, directory)
-    rows = guidance_sweep(
-        model, judge, test_features(judge), evaluation["guidance_scales"], [evaluation["steps"]], evaluation["per_class"],
-        shape=(space.dim,), decode=space.decode,
-    )
-    return {
-        "judge": CLASSIFIER.name,
-        "samples": 10 * evaluation["per_class"],
-        "method": "euler",
-        "steps": evaluation["steps"],
-        "by_guidance_scale": [
-            {"guidance_scale": r.guidance_scale, "accuracy": round(r.accuracy, 4), "frechet": round(r.frechet, 3)} for r in rows
-        ],
-    }
+    return _guidance_quality(model, config, directory, shape=(space.dim,), decode=space.decode)
 
 
 LATENT_CFG = Recipe(

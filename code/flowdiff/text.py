@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flowdiff._checks import check_batch, check_count
-from flowdiff.models import FourierTimeEmbedding
+from flowdiff.models import FourierTimeEmbedding, perceptron
 from flowdiff.strokes import slant, stroke_thickness
 
 __all__ = [
@@ -214,12 +214,7 @@ class PromptedMLPVectorField(nn.Module):
         self.dim = dim
         self.time_embedding = FourierTimeEmbedding(32)
         self.text_encoder = TextEncoder(vocabulary_size, text_features, length=length)
-        widths = [dim + 32 + text_features] + [hidden] * (layers - 1)
-        blocks: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            blocks += [nn.Linear(width_in, width_out), nn.SiLU()]
-        blocks.append(nn.Linear(widths[-1], dim))
-        self.network = nn.Sequential(*blocks)
+        self.network = perceptron(dim + 32 + text_features, hidden, layers, dim)
 
     def forward(self, x: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
         check_batch(x, "x", self.dim)
