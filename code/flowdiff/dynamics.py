@@ -104,16 +104,16 @@ class LinearODE(ODE):
 
 
 class AffineGaussianFlow(ODE):
-    r"""The straight-line flow that carries ``N(μ_0, s_0^2 I)`` to ``N(μ_1, s_1^2 I)`` (Chapter 2).
+    r"""The straight-line flow that carries ``N(μ_0, σ_0^2 I)`` to ``N(μ_1, σ_1^2 I)`` (Chapter 2).
 
-    With ``μ_t = (1-t) μ_0 + t μ_1`` and ``s_t = (1-t) s_0 + t s_1``, the flow
+    With ``μ_t = (1-t) μ_0 + t μ_1`` and ``σ_t = (1-t) σ_0 + t σ_1``, the flow
     and its vector field are (Chapter 2, eq. ``eq-affine-flow``)
 
     .. math::
-        ψ_t(x_0) = μ_t + \frac{s_t}{s_0}(x_0 - μ_0), \qquad
-        u_t(x) = μ_1 - μ_0 + \frac{s_1 - s_0}{s_t}(x - μ_t),
+        ψ_t(x_0) = μ_t + \frac{σ_t}{σ_0}(x_0 - μ_0), \qquad
+        u_t(x) = μ_1 - μ_0 + \frac{σ_1 - σ_0}{σ_t}(x - μ_t),
 
-    and ``ψ_t`` pushes the source to ``N(μ_t, s_t^2 I)`` for every ``t`` in ``[0, 1]``.
+    and ``ψ_t`` pushes the source to ``N(μ_t, σ_t^2 I)`` for every ``t`` in ``[0, 1]``.
     """
 
     def __init__(self, source: Gaussian, target: Gaussian) -> None:
@@ -152,7 +152,7 @@ class AffineGaussianFlow(ODE):
         return mean + std / self.std0 * (x0 - self.mean0.to(x0.dtype))
 
     def marginal(self, t: float) -> Gaussian:
-        """The law ``N(μ_t, s_t^2 I)`` of ``X_t`` when ``X_0`` follows the source."""
+        """The law ``N(μ_t, σ_t^2 I)`` of ``X_t`` when ``X_0`` follows the source."""
         check_unit_time(torch.tensor(t), "t")
         std = (1 - t) * self.std0 + t * self.std1
         return Gaussian.isotropic(self.dim, std, (1 - t) * self.mean0 + t * self.mean1)

@@ -1,10 +1,10 @@
 r"""Flows in the latent space of an autoencoder: latent diffusion (Chapter 11).
 
-A latent model learns the distribution of codes ``ẑ = (μ_φ(x) − m) / s``,
-the encoder's posterior means standardised per coordinate (``m`` and ``s``
+A latent model learns the distribution of codes ``z̃ = (μ_φ(x) − m) / σ_code``,
+the encoder's posterior means standardised per coordinate (``m`` and ``σ_code``
 are their mean and standard deviation over the training set, eq.
 ``eq-latent-standardise``), and generates by integrating its field from
-``N(0, I)`` and decoding, ``x = D_θ(m + s ⊙ ẑ_1)``.
+``N(0, I)`` and decoding, ``x = D_θ(m + σ_code ⊙ z̃_1)``.
 
 The standardisation is the latent model's own (kept as buffers in its
 checkpoint), so that a flow trained for one autoencoder cannot be decoded
@@ -24,11 +24,11 @@ __all__ = ["LatentFlow", "LatentSpace", "encode_dataset"]
 
 
 class LatentSpace:
-    """The autoencoder seen through the standardisation: ``encode`` images to codes ``ẑ``, ``decode`` codes to images (Chapter 11).
+    """The autoencoder seen through the standardisation: ``encode`` images to codes ``z̃``, ``decode`` codes to images (Chapter 11).
 
     Args:
         vae: the autoencoder.
-        mean, std: ``m`` and ``s``, shape ``(k,)``.
+        mean, std: ``m`` and ``σ_code``, shape ``(k,)``.
     """
 
     def __init__(self, vae: VAE, mean: Tensor, std: Tensor) -> None:
@@ -48,13 +48,13 @@ class LatentSpace:
 
     @torch.no_grad()
     def encode(self, images: Tensor, batch_size: int = 1000) -> Tensor:
-        """Standardised posterior means ``(μ_φ(x) − m) / s``, ``(n, 1, 28, 28) -> (n, k)``."""
+        """Standardised posterior means ``(μ_φ(x) − m) / σ_code``, ``(n, 1, 28, 28) -> (n, k)``."""
         check_count(batch_size, "batch_size")
         means = torch.cat([self.vae.encode(chunk)[0] for chunk in images.split(batch_size)])
         return (means - self.mean) / self.std
 
     def decode(self, codes: Tensor) -> Tensor:
-        """``D_θ(m + s ⊙ ẑ)``, ``(n, k) -> (n, 1, 28, 28)``; differentiable, for steering through the decoder (Chapter 12)."""
+        """``D_θ(m + σ_code ⊙ z̃)``, ``(n, k) -> (n, 1, 28, 28)``; differentiable, for steering through the decoder (Chapter 12)."""
         check_batch(codes, "codes", self.dim)
         return self.vae.decode(self.mean + self.std * codes)
 
@@ -64,7 +64,7 @@ def encode_dataset(vae: VAE, images: Tensor, batch_size: int = 1000) -> tuple[Te
     """The posterior means of a data set and their per-coordinate mean and standard deviation (Chapter 11, eq. ``eq-latent-standardise``).
 
     Returns:
-        ``(codes, mean, std)``: the standardised codes ``(n, k)``, ``m`` and ``s`` of shape ``(k,)``.
+        ``(codes, mean, std)``: the standardised codes ``(n, k)``, ``m`` and ``σ_code`` of shape ``(k,)``.
     """
     check_count(batch_size, "batch_size")
     means = torch.cat([vae.encode(chunk)[0] for chunk in images.split(batch_size)])
@@ -73,7 +73,7 @@ def encode_dataset(vae: VAE, images: Tensor, batch_size: int = 1000) -> tuple[Te
 
 
 class LatentFlow(nn.Module):
-    """A vector field on standardised codes together with its standardisation ``(m, s)`` (Chapter 11).
+    """A vector field on standardised codes together with its standardisation ``(m, σ_code)`` (Chapter 11).
 
     ``forward(x, t, *condition)`` is the wrapped field's; ``null_label`` is
     forwarded, so :func:`~flowdiff.guidance.sample_with_guidance` samples a
