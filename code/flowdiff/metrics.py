@@ -315,7 +315,11 @@ def judge_samples(
 
 @dataclass(frozen=True)
 class GuidanceResult:
-    """One cell of a guidance sweep: scale ``w``, solver, steps, evaluations of the network, the judgement, the time."""
+    """One cell of a guidance sweep: scale ``w``, solver, steps, solver evaluations of the guided field, the judgement, the time.
+
+    ``evaluations`` counts calls of the guided field; at ``w != 1`` each runs the network twice (conditional and
+    unconditional, in one batch), so the network evaluations (NFE, as the book counts them) are twice as many.
+    """
 
     guidance_scale: float
     method: str
@@ -344,7 +348,8 @@ def guidance_sweep(
     For each ``(w, steps)`` draws ``per_class`` samples of every class from
     the same initial noise and judges them with :func:`judge_samples`. A
     guided evaluation at ``w != 1`` runs the network on a double batch;
-    ``evaluations`` counts solver evaluations of the guided field. A latent
+    ``evaluations`` counts solver evaluations of the guided field, half the
+    network evaluations (NFE) at ``w != 1``. A latent
     model (Chapter 11) passes ``shape=(k,)`` and ``decode``, which maps its
     samples to images; the time then includes decoding.
     """
