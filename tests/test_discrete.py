@@ -388,3 +388,14 @@ def test_alpha_bar_samplers_stay_on_cuda() -> None:
     cuda = ddpm_sample_alpha_bar(toy_network, schedule, start, generator=gen(35))
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_ddim_with_eta_one_is_ddpm_with_the_posterior_variance(prediction: str) -> None:
+    schedule, x = AlphaBarSchedule.linear(), torch.randn(6, 2, generator=gen(36), dtype=torch.float64)
+    noise = torch.randn(6, 2, generator=gen(37), dtype=torch.float64)
+    for k, k_prev in ((900, 880), (40, 39), (0, -1)):
+        output = toy_network(x, torch.full((6,), k))
+        a, a_prev = schedule.at(k), schedule.at(k_prev)
+        torch.testing.assert_close(ddim_step(output, x, a, a_prev, prediction, eta=1.0, noise=noise),
+                                   ddpm_step(output, x, a, a_prev, prediction, "posterior", noise=noise))

@@ -205,9 +205,8 @@ def ddpm_sample(
     r"""DDPM sampling (Chapter 7, Algorithm ``alg-dd-ddpm``): ``x_{s-Δs} ~ N(μ(x_s), σ_q² Δs I)`` from ``s = 1`` to 0.
 
     As in Ho et al.'s sampler, the last step (``s = Δs``) returns the mean
-    ``μ(x_{Δs})`` and adds no noise: the exact reverse kernel of that step
-    (Proposition ``prop-dd-reverse``, item 3) has the bridge variance
-    ``σ_q² Δs (1 - Δs/s) = 0`` there.
+    ``μ(x_{Δs})`` and adds no noise: given ``x_0``, that step has the bridge
+    variance ``σ_q² Δs (1 - Δs/s) = 0`` (proof of Proposition ``prop-dd-reverse``).
 
     Args:
         denoiser: ``(x, s) -> E[x_0 | x_s]``.
