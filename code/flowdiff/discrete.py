@@ -25,6 +25,13 @@ the last step, which returns ``μ``, as in Ho et al.), DDIM
 ``x_s + λ (μ - x_s)``, ``λ = σ_s / (σ_{s-Δs} + σ_s)``, ``σ_s = σ_q √s``.
 A *denoiser* is any callable ``(x, s) -> E[x_0 | x_s]`` with ``x`` of shape
 ``(n, d)`` and ``s`` of shape ``(n,)``.
+
+**The ᾱ form** (Chapter 7, section ``sec-dd-practice``) is how code writes
+DDPM and DDIM: integer levels ``k = 0, …, T - 1`` of a variance-preserving
+chain ``x_k = √ᾱ_k x_0 + √(1 - ᾱ_k) ε`` (:class:`AlphaBarSchedule`), a
+network that predicts ``ε``, ``x_0`` or ``v``, and the steps
+:func:`ddpm_step` and :func:`ddim_step`, checked in the tests against the
+schedulers of ``diffusers``.
 """
 
 from __future__ import annotations
