@@ -25,7 +25,6 @@ import torch
 
 from flowdiff import distributed
 from flowdiff.artifacts import LoadedCheckpoint, Recipe, checkpoint_status, evaluate_checkpoint, read_manifest, train_checkpoint
-from flowdiff.recipes import RECIPES
 
 
 def run(
@@ -41,6 +40,8 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flowdiff.recipes import RECIPES  # here, not at the top: `run` alone (a test's ranks) need not import every model
+
     parser = argparse.ArgumentParser(prog="python -m flowdiff.train", description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", choices=sorted(RECIPES), help="the checkpoint to retrain")
     parser.add_argument("--list", action="store_true", help="list the recipes and the state of their checkpoints")
