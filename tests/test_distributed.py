@@ -98,6 +98,13 @@ def test_two_ranks_train_the_model_one_process_trains_on_the_combined_batch(tmp_
     assert recorded == pytest.approx(reference.entry["training"]["losses"], abs=1e-4)
 
 
+def test_every_rank_draws_its_own_data_and_rank_0_the_single_process_data() -> None:
+    draws = [torch.randint(1000, (8,), generator=torch.Generator().manual_seed(rank_seed(5, rank)), device="cpu")
+             for rank in range(4)]
+    assert torch.equal(draws[0], torch.randint(1000, (8,), generator=torch.Generator().manual_seed(5), device="cpu"))
+    assert all(not torch.equal(draws[i], draws[j]) for i in range(4) for j in range(i))
+
+
 def test_a_rank_that_dies_mid_run_leaves_the_shipped_checkpoint_untouched(tmp_path: Path) -> None:
     shipped = tmp_path / "checkpoints"
     train_checkpoint(tiny_recipe(combine_ranks=WORLD_SIZE), shipped)

@@ -25,6 +25,7 @@ the combined batch:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable
 
@@ -102,10 +103,17 @@ def per_rank_batch(batch_size: int) -> int:
 
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s data generator: ``seed`` itself for rank 0 (a single process draws as
-    before), and ``seed + rank * 2**32`` for the others, far from every seed a configuration uses."""
+    before), and a hash of ``(seed, rank)`` for the others.
+
+    The hash is reduced to 32 bits because a CPU generator (Mersenne Twister) uses only the low 32 bits
+    of its seed: ``seed + rank * 2**32`` would give every rank the same stream.
+    """
     if rank < 0:
         raise ValueError(f"rank must be >= 0, got {rank}")
-    return seed + (rank << 32)
+    if rank == 0:
+        return seed
+    digest = hashlib.sha256(f"flowdiff data of rank {rank}, seed {seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 class _LossOfBatch(nn.Module):
