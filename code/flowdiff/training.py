@@ -18,7 +18,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +55,7 @@ class TrainingHistory:
 
 
 @contextlib.contextmanager
-def _global_rng_seeded(model: nn.Module, seed: int):
+def _global_rng_seeded(model: nn.Module, seed: int) -> Iterator[None]:
     """Seed the global generators (of the CPU and of the model's GPUs) for the ``with`` block and restore them after it.
 
     Layers such as dropout draw from the global generators; seeding them makes
