@@ -14,17 +14,19 @@ LANGUAGES := zh_CN
 .PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
-book: $(STAMP) cache-guard
+# The build driver clears the execution cache itself when the package, assets/ or the
+# figures' translations changed, and never trains (a stale checkpoint stops it at once).
+book: $(STAMP)
 	$(BIN)/python tools/build_book.py html
 
 # After the English text changed: extract its messages (and the figures' texts)
 # and merge them into the catalogues under locales/, ready for translators.
-translations: $(STAMP) cache-guard
+translations: $(STAMP)
 	$(BIN)/python tools/build_book.py gettext
 	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext/templates --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
 	-$(BIN)/python tools/translation_status.py
 
-test: $(STAMP) cache-guard browser
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests --run-book
 
 # The browser tests drive Debian's Chromium; CJK fonts make the Chinese pages readable.
@@ -39,7 +41,7 @@ browser:
 	fi
 
 # Only the English edition, for quick iterations on a chapter.
-english: $(STAMP) cache-guard
+english: $(STAMP)
 	$(BIN)/python tools/build_book.py html --only en
 
 # Every external link of the book, checked (where the network is reachable): _build/linkcheck/output.txt
@@ -65,19 +67,6 @@ benchmark-latent: $(STAMP)
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book
 	$(BIN)/python tools/publish.py
-
-# The execution cache is keyed on code cells only, so a change in the package,
-# in a shipped checkpoint or in the figures' translations (drawn when the
-# notebooks run) must drop it, and Sphinx's doctrees with it so that every
-# page is read (and its notebook run) again.
-.PHONY: cache-guard
-cache-guard:
-	@mkdir -p $(BUILD)
-	@new=$$(find code/flowdiff assets $(LOCALES) -type f \( -path '$(LOCALES)/*' -name figures.po -o -not -path '$(LOCALES)/*' \) -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); \
-	if [ "$$new" != "$$(cat $(FINGERPRINT) 2>/dev/null)" ]; then \
-		echo "flowdiff, assets/ or the figure translations changed: clearing the execution cache"; \
-		rm -rf $(CACHE) $(BUILD)/doctrees; echo "$$new" > $(FINGERPRINT); \
-	fi
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(BIN)/python -c "import sys" 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }

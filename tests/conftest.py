@@ -42,8 +42,13 @@ def double_precision():
 @pytest.fixture(scope="session")
 def build() -> subprocess.CompletedProcess:
     """Both editions of the book, built as `make book` builds them (warnings are errors)."""
-    command = [sys.executable, str(ROOT / "tools" / "build_book.py"), "html"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    command, limit = [sys.executable, str(ROOT / "tools" / "build_book.py"), "html"], 3600
+    try:
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired as timeout:
+        output = (timeout.stdout or b"")[-6000:].decode(errors="replace")
+        pytest.fail(f"the book build did not finish within {limit} s (a notebook hangs or runs far longer than "
+                    f"it should; the build never trains); its last output:\n{output}")
     if result.returncode != 0:
         pytest.fail(f"the book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
     return result

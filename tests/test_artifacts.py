@@ -1,12 +1,21 @@
 """flowdiff.artifacts and the `python -m flowdiff.train` command: train-or-load with a tiny recipe,
-verification by SHA-256, and nothing lost when training or evaluation fails. Then the shipped
-checkpoints: they verify, and their recorded quality holds."""
+verification by SHA-256, and nothing lost when training or evaluation fails; the checkpoints a recipe
+uses are resolved before it trains, a retrain reproduces its file, the training loop leaves the caller's
+random state alone and stops on non-finite gradients, and the book's build never trains. Then the
+shipped checkpoints: they verify, and their recorded quality holds; one training step of every recipe
+runs at a tiny size on every device."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +34,7 @@ from flowdiff.artifacts import (
     read_manifest,
     train_checkpoint,
 )
+from flowdiff.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "checkpoints"
@@ -199,3 +209,222 @@ def test_a_checkpoint_is_stale_once_a_checkpoint_it_requires_is_replaced(tmp_pat
     assert checkpoint_status(derived, tmp_path) == "stale"
     with pytest.raises(CheckpointError, match="built on changed"):
         load_or_train(derived, tmp_path, allow_training=False)
+
+
+# --- checkpoints a recipe uses are resolved before it trains -------------------------------------
+
+def learned_recipe(name: str, seed: int = 0, uses: tuple[Recipe, ...] = (), evaluate=None) -> Recipe:
+    """A small regression network trained by the real loop (so it needs autograd), with dropout (so it draws
+    from the global generator) and random batches (so it draws from the loop's generator)."""
+    inputs = torch.linspace(-1, 1, 64, device="cpu")[:, None]
+    targets = torch.sin(3 * inputs)
+
+    def build(config) -> nn.Module:
+        return nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
+
+    def train_fn(model: nn.Module, config, device, progress, directory) -> TrainingRun:
+        def loss_fn(network: nn.Module, generator: torch.Generator) -> torch.Tensor:
+            index = torch.randint(64, (16,), generator=generator, device=generator.device)
+            return (network(inputs[index]) - targets[index]).square().mean()
+
+        return TrainingRun(train(model, loss_fn, config["steps"], lr=1e-2, seed=config["seed"]).losses)
+
+    def quality(model: nn.Module, config, directory) -> dict:
+        return {"error": round(float((model(inputs) - targets).square().mean()), 6)}
+
+    return Recipe(name, "a learned test recipe", {"steps": 5, "seed": seed}, build, train_fn, evaluate or quality, uses=uses)
+
+
+def test_a_stale_checkpoint_a_recipe_uses_stops_it_before_training(tmp_path: Path) -> None:
+    """The judge of an evaluation is resolved first: a stale one stops the run at once, never after it."""
+    train_checkpoint(learned_recipe("judge", seed=0), tmp_path)
+    stale_judge = learned_recipe("judge", seed=1)  # another configuration: the shipped judge is stale for it
+    trained = []
+
+    def evaluate(model, config, directory) -> dict:
+        return {"judge": load_or_train(stale_judge, directory).entry["sha256"]}  # as the recipes' evaluators load their judge
+
+    plain = learned_recipe("flow", uses=(stale_judge,), evaluate=evaluate)
+    flow = Recipe(plain.name, plain.description, plain.config, plain.build,
+                  lambda *args: trained.append(1) or plain.train(*args), plain.evaluate, uses=plain.uses)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="'judge'.*stale.*python -m flowdiff.train judge"):
+        train_checkpoint(flow, tmp_path)
+    assert time.perf_counter() - started < 5 and trained == [], "it must fail before training, not after"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # Where training is allowed, load_or_train trains the judge first (with autograd), then the flow.
+    loaded = load_or_train(flow, tmp_path)
+    assert loaded.trained and trained == [1]
+    assert checkpoint_status(stale_judge, tmp_path) == "ok" and checkpoint_status(flow, tmp_path) == "ok"
+
+
+def test_training_works_inside_no_grad() -> None:
+    """train() opens autograd itself, as train_checkpoint's evaluation runs under no_grad."""
+    recipe = learned_recipe("anything")
+    model = recipe.build(recipe.config)
+    with torch.no_grad():
+        run = recipe.train(model, recipe.config, torch.device("cpu"), False, Path("."))
+    assert len(run.losses) == 5
+
+
+# --- reproducible retrains, the caller's random state, non-finite gradients ----------------------
+
+def test_a_retrain_reproduces_its_checkpoint_bit_for_bit(tmp_path: Path) -> None:
+    recipe = learned_recipe("tiny-net")
+    torch.manual_seed(123)  # whatever state the caller's global generator is in
+    train_checkpoint(recipe, tmp_path / "first")
+    torch.randn(7)
+    train_checkpoint(recipe, tmp_path / "second")
+    assert file_sha256(tmp_path / "first" / "tiny-net.safetensors") == file_sha256(tmp_path / "second" / "tiny-net.safetensors")
+
+
+def test_training_leaves_the_callers_random_state_alone() -> None:
+    recipe = learned_recipe("tiny-net")
+    model = recipe.build(recipe.config)
+    torch.manual_seed(7)
+    state = torch.random.get_rng_state()
+    recipe.train(model, recipe.config, torch.device("cpu"), False, Path("."))
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("what", ["loss", "gradient"])
+def test_a_non_finite_loss_or_gradient_stops_training_and_keeps_the_old_parameters(what: str) -> None:
+    model = nn.Linear(2, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps_taken = []
+
+    def loss_fn(network: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        steps_taken.append(1)
+        loss = network(torch.ones(4, 2, device="cpu")).square().mean()
+        if len(steps_taken) < 3:
+            return loss
+        if what == "loss":
+            return loss * float("nan")
+        # A finite loss (0 added) whose gradient is not: d sqrt(u)/du is infinite at u = 0.
+        return loss + torch.sqrt((network.weight - network.weight.detach()).square().sum())
+
+    with pytest.raises(FloatingPointError, match="step 2.*keeps the parameters"):
+        train(model, loss_fn, steps=10)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+# --- the book's build never trains -------------------------------------------------------------
+
+def test_training_is_refused_where_the_environment_forbids_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_or_train(tiny_recipe(2.0), tmp_path)
+    monkeypatch.setenv("FLOWDIFF_NO_TRAINING", "1")
+    with pytest.raises(CheckpointError, match="FLOWDIFF_NO_TRAINING.*python -m flowdiff.train tiny"):
+        load_or_train(tiny_recipe(3.0), tmp_path)  # the default, allow_training=True, cannot override it
+    with pytest.raises(CheckpointError, match="forbidden"):
+        train_checkpoint(tiny_recipe(3.0), tmp_path)
+    assert load_or_train(tiny_recipe(2.0), tmp_path).model is not None  # loading is fine
+
+
+def test_a_stale_checkpoint_fails_a_chapter_of_the_build_in_seconds(tmp_path: Path) -> None:
+    """As a chapter's kernel runs in the build: the build driver's environment, a stale manifest entry."""
+    manifest = read_manifest(SHIPPED)
+    manifest["mnist-cfg-unet"]["config_hash"] = "0" * 16
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    for path in SHIPPED.glob("*.safetensors"):
+        (tmp_path / path.name).symlink_to(path)
+    chapter = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / "tools")!r})
+        import build_book
+        build_book.forbid_training()
+        from flowdiff.artifacts import load_or_train
+        from flowdiff.recipes import CFG_UNET
+        load_or_train(CFG_UNET, {str(tmp_path)!r})  # as book/generating-digits.md loads it
+    """)
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", chapter], capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - started
+    assert result.returncode != 0 and "CheckpointError" in result.stderr
+    assert "python -m flowdiff.train mnist-cfg-unet" in result.stderr
+    assert seconds < 60, f"a stale checkpoint took {seconds:.0f} s to stop the chapter"
+
+
+def test_the_build_driver_clears_the_execution_cache_when_the_package_changes(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from build_book import guard_execution_cache
+
+    for name, text in {
+        "code/flowdiff/solvers.py": "x = 1", "code/flowdiff/__pycache__/solvers.cpython-312.pyc": "bytes",
+        "assets/checkpoints/manifest.json": "{}", "locales/zh_CN/LC_MESSAGES/figures.po": "a",
+        "locales/zh_CN/LC_MESSAGES/book/intro.po": "b",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cache = tmp_path / "_build" / ".jupyter_cache"
+
+    def fill_cache() -> None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "record").write_text("executed")
+
+    fill_cache()
+    assert guard_execution_cache(tmp_path) and not cache.exists()
+    for unrelated in ("code/flowdiff/__pycache__/solvers.cpython-312.pyc", "locales/zh_CN/LC_MESSAGES/book/intro.po"):
+        fill_cache()
+        (tmp_path / unrelated).write_text("changed")
+        assert not guard_execution_cache(tmp_path) and cache.exists(), unrelated
+    for relevant in ("code/flowdiff/solvers.py", "assets/checkpoints/manifest.json", "locales/zh_CN/LC_MESSAGES/figures.po"):
+        fill_cache()
+        (tmp_path / relevant).write_text("changed")
+        assert guard_execution_cache(tmp_path) and not cache.exists(), relevant
+
+
+# --- one training step of every recipe, at a tiny size, on every device ----------------------------
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
+TINY_SETTINGS = {"steps": 1, "epochs": 1, "batch_size": 16, "hidden": 32, "layers": 2, "feature_dim": 16, "embedding_dim": 16}
+
+
+def tiny_version(recipe: Recipe) -> Recipe:
+    """The recipe with a tiny configuration (one step, small widths), under another name: the shipped
+    recipe, its configuration and so its checkpoint's hash stay as they are."""
+    config = {key: TINY_SETTINGS.get(key, value) for key, value in recipe.config.items()}
+    if "channels" in config:
+        config["channels"] = [8] * len(config["channels"])
+    return Recipe(f"{recipe.name}-tiny", recipe.description, config, recipe.build, recipe.train, recipe.evaluate,
+                  recipe.requires, recipe.uses)
+
+
+def stroke_digits(n: int = 16):
+    """Sixteen synthetic 'digits' (bars of several widths and slants) standing in for MNIST: the step
+    needs images, not the 60,000 of them, and runs where MNIST is not downloaded."""
+    from flowdiff.data import ImageDataset
+
+    images = -torch.ones(n, 1, 28, 28, device="cpu")
+    for i in range(n):
+        for row in range(5, 23):
+            column = 10 + i % 6 + (row - 14) * (i % 3 - 1) // 4
+            images[i, 0, row, column : column + 1 + i % 3] = 1.0
+    return ImageDataset(images=images, labels=torch.arange(n, device="cpu") % 10)
+
+
+RECIPE_NAMES = ["mnist-classifier", "mnist-cfg-unet", "mnist-vae", "mnist-vae-beta-0.1", "mnist-vae-beta-10",
+                "mnist-latent-cfg", "mnist-latent-independent", "mnist-latent-ot", "mnist-latent-prompts"]
+
+
+def test_the_device_test_covers_every_recipe() -> None:
+    from flowdiff.recipes import RECIPES
+
+    assert sorted(RECIPE_NAMES) == sorted(RECIPES)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_one_training_step_of_every_recipe_runs_on_every_device(name: str, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every parameter gets a gradient: torchrun's DistributedDataParallel needs that (flowdiff.distributed)."""
+    from flowdiff import recipes
+
+    shipped_hash = config_hash(recipes.RECIPES[name].config)
+    monkeypatch.setattr(recipes, "load_mnist", lambda train=True: stroke_digits())
+    recipe = tiny_version(recipes.RECIPES[name])
+    model = recipe.build(recipe.config).to(device)
+    run = recipe.train(model, recipe.config, torch.device(device), False, SHIPPED)  # SHIPPED: the autoencoder, read only
+    assert len(run.losses) == 1 and all(map(torch.isfinite, torch.tensor(run.losses)))
+    assert all(p.device.type == device for p in model.parameters())
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert config_hash(recipes.RECIPES[name].config) == shipped_hash and checkpoint_status(recipes.RECIPES[name], SHIPPED) == "ok"

@@ -27,7 +27,7 @@ import torch
 
 from flowdiff.artifacts import load_or_train, read_manifest
 from flowdiff.metrics import frechet_distance, guidance_sweep
-from flowdiff.recipes import CFG_UNET, CLASSIFIER, test_features
+from flowdiff.recipes import CFG_UNET, CLASSIFIER, mnist_test_features
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "assets" / "checkpoints"
@@ -43,7 +43,7 @@ TARGET_MAX_STEPS = 20
 def main() -> int:
     unet = load_or_train(CFG_UNET, CHECKPOINTS, allow_training=False)
     judge = load_or_train(CLASSIFIER, CHECKPOINTS, allow_training=False).model
-    reference = test_features(judge)
+    reference = mnist_test_features(judge)
     halves = torch.randperm(reference.shape[0], generator=torch.Generator().manual_seed(0)).chunk(2)
     rows = guidance_sweep(unet.model, judge, reference, SCALES, STEPS, per_class=PER_CLASS)
     eligible = [r for r in rows if r.steps <= TARGET_MAX_STEPS]

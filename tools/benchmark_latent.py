@@ -29,7 +29,7 @@ import torch
 
 from flowdiff.artifacts import load_or_train
 from flowdiff.metrics import guidance_sweep
-from flowdiff.recipes import CFG_UNET, CLASSIFIER, LATENT_CFG, VAE_RECIPE, test_features
+from flowdiff.recipes import CFG_UNET, CLASSIFIER, LATENT_CFG, VAE_RECIPE, mnist_test_features
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "assets" / "checkpoints"
@@ -52,7 +52,7 @@ def main() -> int:
     latent = load_or_train(LATENT_CFG, CHECKPOINTS, allow_training=False)
     autoencoder = load_or_train(VAE_RECIPE, CHECKPOINTS, allow_training=False)
     judge = load_or_train(CLASSIFIER, CHECKPOINTS, allow_training=False).model
-    reference = test_features(judge)
+    reference = mnist_test_features(judge)
     space = latent.model.space(autoencoder.model)
     rows = []
     for name, model, extra in (

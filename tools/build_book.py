@@ -11,6 +11,13 @@ build` does, but each builder gets its own doctree folder (sharing one
 breaks the second build) and all of them share one execution cache, so the
 notebooks run once, for the English edition, and the Chinese edition and the
 gettext extraction reuse those outputs. Timings go to _build/build-times.json.
+
+The build never trains: it sets FLOWDIFF_NO_TRAINING for the notebooks'
+kernels, so a chapter that finds its checkpoint missing or stale stops the
+build at once with the `python -m flowdiff.train NAME` command that
+retrains it. The execution cache is keyed on code cells only, so the build
+clears it (and the doctrees) whenever the package, assets/ or the figures'
+translations changed since the last build.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ FONT_PACKAGE = "@expo-google-fonts/noto-sans-sc@0.4.3"
 FONT_SHA256 = "0d69d0f4971d2ff574e3d93cbc218dc950bf3f3f8f8e2c008d97687ed53aee59"
 FONT_MEMBER = "package/400Regular/NotoSansSC_400Regular.ttf"
 FONT = BUILD / "fonts" / "NotoSansSC-Regular.ttf"
+
+FINGERPRINT = BUILD / ".inputs-fingerprint"
 
 SITE = BUILD / "html"
 EDITIONS = {
@@ -142,6 +151,39 @@ def write_figures_template() -> None:
         write_po(handle, catalogue, omit_header=False, sort_output=True)
 
 
+def inputs_fingerprint(root: Path = ROOT) -> str:
+    """SHA-256 over the files the notebooks' outputs depend on besides their code cells: the package
+    (code/flowdiff), assets/ (checkpoints, benchmarks) and the figures' translations (locales/**/figures.po)."""
+    files = [p for p in (root / "code" / "flowdiff").rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    files += [p for p in (root / "assets").rglob("*") if p.is_file()]
+    files += list((root / "locales").rglob("figures.po"))
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def guard_execution_cache(root: Path = ROOT) -> bool:
+    """Clear the execution cache and the doctrees (so every page is read and its notebook run again) when
+    the package, assets/ or the figures' translations changed since the last build; return whether it did."""
+    build = root / "_build"
+    fingerprint, recorded = inputs_fingerprint(root), build / FINGERPRINT.name
+    if recorded.exists() and recorded.read_text().strip() == fingerprint:
+        return False
+    print("flowdiff, assets/ or the figure translations changed: clearing the execution cache")
+    shutil.rmtree(build / CACHE.name, ignore_errors=True)
+    shutil.rmtree(build / "doctrees", ignore_errors=True)
+    build.mkdir(exist_ok=True)
+    recorded.write_text(fingerprint + "\n")
+    return True
+
+
+def forbid_training() -> None:
+    """The notebooks' kernels inherit FLOWDIFF_NO_TRAINING: a missing or stale checkpoint fails the build in
+    seconds (flowdiff.artifacts.load_or_train) instead of starting an hour of training inside it."""
+    os.environ["FLOWDIFF_NO_TRAINING"] = "1"
+
+
 def sphinx_build(builder: str, outdir: Path, language: str) -> float:
     """Run one Sphinx build with warnings as errors; return its wall time in seconds."""
     from jupyter_book.sphinx import build_sphinx
@@ -197,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Kernels run in book/, so a relative MNIST root (flowdiff.data) is made absolute here.
     os.environ["FLOWDIFF_DATA"] = str(Path(os.environ.get("FLOWDIFF_DATA", ROOT / "data")).resolve())
+    forbid_training()
+    guard_execution_cache()
     vendor_mathjax()
     vendor_font()
     figure_translations()

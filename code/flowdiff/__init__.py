@@ -9,6 +9,7 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.losses`: flow matching and denoising score matching (Chapters 5 and 6)
 - :mod:`flowdiff.models`: MLP vector fields (Chapters 5 and 8), the U-Net and a digit classifier (Chapters 9 and 10)
 - :mod:`flowdiff.training`: one training loop (Chapter 5), with an optimal-transport coupling (Chapter 14)
+- :mod:`flowdiff.distributed`: the same loop on several processes or machines, with torchrun (Chapter 10)
 - :mod:`flowdiff.metrics`: sliced Wasserstein, MMD, exact optimal transport (Chapter 5),
   classifier accuracy and Fréchet distance (Chapter 10), straightness of paths (Chapter 14)
 - :mod:`flowdiff.discrete`: DDPM and DDIM in discrete time (Chapter 7)

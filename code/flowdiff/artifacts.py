@@ -16,6 +16,15 @@ otherwise it trains (on a GPU when there is one). The new file is written
 to a temporary name and moved into place only after training and
 evaluation have succeeded, so a failed or interrupted run never replaces a
 good checkpoint.
+
+Training never starts where it is forbidden: with ``allow_training=False``,
+or wherever the environment variable ``FLOWDIFF_NO_TRAINING`` is set (the
+book's build sets it), a missing or stale checkpoint raises
+:class:`CheckpointError` at once, naming ``python -m flowdiff.train NAME``.
+The checkpoints a recipe loads while training or evaluating (its
+autoencoder, its judge) are checked *before* training starts, so a stale
+one stops the run at once instead of after it. Under ``torchrun`` every
+rank trains and rank 0 alone evaluates and writes (:mod:`flowdiff.distributed`).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from flowdiff import distributed
+
 __all__ = [
     "CheckpointError",
     "Recipe",
@@ -47,9 +58,11 @@ __all__ = [
     "load_or_train",
     "train_checkpoint",
     "evaluate_checkpoint",
+    "training_forbidden",
 ]
 
 MANIFEST = "manifest.json"
+NO_TRAINING = "FLOWDIFF_NO_TRAINING"
 
 
 class CheckpointError(RuntimeError):
@@ -79,6 +92,9 @@ class Recipe:
         requires: names of checkpoints in the same folder whose weights this one is built on (a latent
             flow's autoencoder). Their SHA-256 values are recorded at training time, and the checkpoint
             is stale once any of them is replaced, even by a run of the same configuration.
+        uses: the recipes of every checkpoint that ``train`` or ``evaluate`` loads (the autoencoder, the
+            judge classifier). Each must verify before training starts; :func:`load_or_train` trains
+            them first when training is allowed.
     """
 
     name: str
@@ -88,11 +104,15 @@ class Recipe:
     train: Callable[[nn.Module, Mapping[str, Any], torch.device, bool | None, Path], TrainingRun]
     evaluate: Callable[[nn.Module, Mapping[str, Any], Path], dict[str, Any]]
     requires: tuple[str, ...] = ()
+    uses: tuple["Recipe", ...] = ()
 
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """A model in evaluation mode with its manifest entry, and whether this call trained it."""
+    """A model in evaluation mode with its manifest entry, and whether this call trained it.
+
+    On the ranks other than 0 of a ``torchrun`` training the entry is empty: rank 0 alone evaluates and writes.
+    """
 
     model: nn.Module
     entry: dict[str, Any]
@@ -149,6 +169,29 @@ def _check_recipe(recipe: Recipe) -> None:
         raise ValueError(f"recipe must be a flowdiff.artifacts.Recipe, got {type(recipe).__name__}")
 
 
+def training_forbidden() -> bool:
+    """Whether the environment forbids training: ``FLOWDIFF_NO_TRAINING`` set to anything but ``""`` or ``"0"`` (the book's build)."""
+    return os.environ.get(NO_TRAINING, "") not in ("", "0")
+
+
+def _check_dependencies(recipe: Recipe, directory: Path) -> None:
+    """Stop before training when a checkpoint the recipe loads is not usable, rather than after the whole run."""
+    for dependency in recipe.uses:
+        status = checkpoint_status(dependency, directory)
+        if status != "ok":
+            raise CheckpointError(
+                f"{recipe.name!r} is trained or evaluated with {dependency.name!r}, whose checkpoint in {directory} is "
+                f"{status}: train that first with `python -m flowdiff.train {dependency.name}`"
+            )
+    manifest = read_manifest(directory)
+    for name in recipe.requires:
+        if name not in manifest:
+            raise CheckpointError(
+                f"{recipe.name!r} is built on the checkpoint {name!r}, which {directory} does not have: "
+                f"train that first with `python -m flowdiff.train {name}`"
+            )
+
+
 def checkpoint_status(recipe: Recipe, directory: str | os.PathLike) -> str:
     """``"ok"``, ``"missing"``, ``"stale"`` (configuration or a required checkpoint changed) or ``"corrupted"`` (SHA-256 differs)."""
     _check_recipe(recipe)
@@ -192,23 +235,41 @@ def train_checkpoint(
 ) -> LoadedCheckpoint:
     """Train ``recipe`` from its configuration, evaluate it, and only then replace its checkpoint and manifest entry.
 
+    The global generator is seeded with the configuration's ``seed`` while
+    the model is built (and restored after), so a retrain starts from the
+    same weights and, on the same device and library versions, reproduces
+    the checkpoint bit for bit. Under ``torchrun`` every rank trains its
+    share of each batch and rank 0 alone evaluates and writes.
+
     Args:
         recipe: what to train.
         directory: the checkpoint folder (created if missing).
-        device: where to train; a GPU when one is available, else the CPU.
+        device: where to train; a GPU when one is available (this rank's GPU under torchrun), else the CPU.
         progress: show progress bars; ``None`` shows them only in a terminal.
+
+    Raises:
+        CheckpointError: training is forbidden here (``FLOWDIFF_NO_TRAINING``), or a checkpoint the recipe
+            uses or is built on is not usable; raised before any training.
     """
     from safetensors.torch import save_file
 
     _check_recipe(recipe)
     directory = Path(directory)
+    if training_forbidden():
+        raise CheckpointError(f"training is forbidden here ({NO_TRAINING} is set); {_retrain_hint(recipe.name)}")
+    _check_dependencies(recipe, directory)
     directory.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = recipe.build(recipe.config).to(device)
+    device = torch.device(device) if device is not None else distributed.default_device()
+    with torch.random.fork_rng(devices=[]):  # weights are initialised on the CPU, then moved
+        torch.default_generator.manual_seed(recipe.config.get("seed", 0))
+        model = recipe.build(recipe.config)
+    model = model.to(device)
     start = time.perf_counter()
     run = recipe.train(model, recipe.config, device, progress, directory)
     seconds = time.perf_counter() - start
     model = model.cpu().eval()
+    if distributed.rank_and_world_size()[0] != 0:
+        return LoadedCheckpoint(model, {}, trained=True)
     with torch.no_grad():
         quality = recipe.evaluate(model, recipe.config, directory)
     requires = {name: read_manifest(directory)[name]["sha256"] for name in recipe.requires}
@@ -277,10 +338,14 @@ def load_or_train(
     Args:
         recipe: the model's recipe.
         directory: the checkpoint folder, e.g. ``assets/checkpoints``.
-        allow_training: when ``False``, a missing or stale checkpoint raises
+        allow_training: when ``False``, or wherever ``FLOWDIFF_NO_TRAINING`` is set
+            (the book's build), a missing or stale checkpoint raises
             :class:`CheckpointError` instead of starting a long training run.
         device: where to train if training is needed.
         progress: show progress bars while training.
+
+    When training is allowed and needed, the checkpoints the recipe uses
+    (:attr:`Recipe.uses`) are loaded or trained first.
 
     Raises:
         CheckpointError: the file's SHA-256 differs from the manifest's
@@ -298,7 +363,12 @@ def load_or_train(
             f"{directory / recipe.name}.safetensors does not match the SHA-256 in {directory / MANIFEST} "
             f"(corrupted or replaced by hand); {_retrain_hint(recipe.name)}"
         )
-    if not allow_training:
+    if not allow_training or training_forbidden():
         reason = "its configuration or a checkpoint it is built on changed" if status == "stale" else "there is none"
-        raise CheckpointError(f"no usable checkpoint {recipe.name!r} in {directory} ({reason}); {_retrain_hint(recipe.name)}")
+        where = f"; training is forbidden here ({NO_TRAINING} is set)" if allow_training else ""
+        raise CheckpointError(
+            f"no usable checkpoint {recipe.name!r} in {directory} ({reason}{where}); {_retrain_hint(recipe.name)}"
+        )
+    for dependency in recipe.uses:
+        load_or_train(dependency, directory, allow_training=True, device=device, progress=progress)
     return train_checkpoint(recipe, directory, device, progress)

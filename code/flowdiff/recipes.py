@@ -20,7 +20,11 @@ hash, and requires its checkpoint: the manifest records the autoencoder's
 SHA-256 the flow was trained with, so retraining the VAE makes the latent
 checkpoints stale instead of silently decoding them with the wrong decoder.
 
-``python -m flowdiff.train NAME`` retrains any of them from its configuration.
+``python -m flowdiff.train NAME`` retrains any of them from its configuration,
+and ``torchrun --nproc_per_node=N -m flowdiff.train NAME`` on ``N`` processes:
+each training loop draws its share of every batch (:func:`~flowdiff.distributed.per_rank_batch`).
+Random draws are made on the CPU generator that :func:`~flowdiff.training.train`
+hands over, then moved to the training device, so a batch is the same on every device.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from torch import Tensor, nn
 from flowdiff.artifacts import CheckpointError, Recipe, TrainingRun, config_hash, load_or_train
 from flowdiff.data import load_mnist
 from flowdiff.coupling import pair_by_optimal_transport
+from flowdiff.distributed import per_rank_batch
 from flowdiff.dynamics import VectorFieldODE
 from flowdiff.guidance import drop_labels, sample_with_guidance
 from flowdiff.latent import LatentFlow, LatentSpace, encode_dataset
@@ -57,7 +62,7 @@ __all__ = [
     "LATENT_OT",
     "PROMPTED",
     "RECIPES",
-    "test_features",
+    "mnist_test_features",
     "training_captions",
     "prompt_following",
 ]
@@ -71,7 +76,7 @@ def _build_classifier(config: Mapping[str, Any]) -> nn.Module:
 
 def _shift(images: Tensor, generator: torch.Generator, pixels: int) -> Tensor:
     """Translate a batch by a random offset of at most ``pixels`` in each direction (augmentation)."""
-    dx, dy = torch.randint(-pixels, pixels + 1, (2,), generator=generator).tolist()
+    dx, dy = torch.randint(-pixels, pixels + 1, (2,), generator=generator, device=generator.device).tolist()
     return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
 
 
@@ -79,9 +84,10 @@ def _train_classifier(model: nn.Module, config: Mapping[str, Any], device: torch
     data = load_mnist(train=True)
     images, labels = data.images.to(device), data.labels.to(device)
     steps = config["epochs"] * len(data) // config["batch_size"]
+    size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(data), (config["batch_size"],), generator=generator).to(device)
+        index = torch.randint(len(data), (size,), generator=generator, device=generator.device).to(device)
         batch = _shift(images[index], generator, config["shift"])
         return F.cross_entropy(network(batch), labels[index])
 
@@ -106,8 +112,13 @@ CLASSIFIER = Recipe(
 )
 
 
+def _judge(directory: Path) -> nn.Module:
+    """The judge classifier of an evaluation, loaded only: training it here, under ``no_grad``, would fail after the run."""
+    return load_or_train(CLASSIFIER, directory, allow_training=False).model
+
+
 @torch.no_grad()
-def test_features(classifier: nn.Module) -> Tensor:
+def mnist_test_features(classifier: nn.Module) -> Tensor:
     """The classifier's features of the 10,000 MNIST test images, the reference of the Fréchet distance."""
     classifier.eval()
     return torch.cat([classifier.features(chunk) for chunk in load_mnist(train=False).images.split(1000)])
@@ -128,13 +139,13 @@ def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.devic
     data = load_mnist(train=True)
     images, labels = data.images.to(device), data.labels.to(device)
     path = LinearPath()
-    size = config["batch_size"]
+    size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(data), (size,), generator=generator)
+        index = torch.randint(len(data), (size,), generator=generator, device=generator.device)
         kept = drop_labels(data.labels[index], config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, 1, 28, 28), generator=generator).to(device)
-        t = torch.rand(size, generator=generator).to(device)
+        noise = torch.randn((size, 1, 28, 28), generator=generator, device=generator.device).to(device)
+        t = torch.rand(size, generator=generator, device=generator.device).to(device)
         return conditional_flow_matching_loss(
             lambda x, time: network(x, time, kept), path, images[index.to(device)], x0=noise, t=t
         )
@@ -145,10 +156,10 @@ def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.devic
 
 def _guidance_quality(model: nn.Module, config: Mapping[str, Any], directory: Path, **images: Any) -> dict[str, Any]:
     """The judged accuracy and Fréchet distance over the configured guidance scales; ``images`` as in :func:`guidance_sweep`."""
-    judge = load_or_train(CLASSIFIER, directory).model
+    judge = _judge(directory)
     evaluation = config["evaluation"]
     rows = guidance_sweep(
-        model, judge, test_features(judge), evaluation["guidance_scales"], [evaluation["steps"]], evaluation["per_class"], **images
+        model, judge, mnist_test_features(judge), evaluation["guidance_scales"], [evaluation["steps"]], evaluation["per_class"], **images
     )
     return {
         "judge": CLASSIFIER.name,
@@ -180,6 +191,7 @@ CFG_UNET = Recipe(
     build=_build_unet,
     train=_train_unet,
     evaluate=_guidance_quality,
+    uses=(CLASSIFIER,),
 )
 
 
@@ -191,10 +203,10 @@ def _build_vae(config: Mapping[str, Any]) -> nn.Module:
 
 def _train_vae(model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, directory: Path) -> TrainingRun:
     images = load_mnist(train=True).images.to(device)
-    size = config["batch_size"]
+    size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(images), (size,), generator=generator).to(device)
+        index = torch.randint(len(images), (size,), generator=generator, device=generator.device).to(device)
         return vae_loss(network, images[index], config["kl_weight"], generator).loss
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="VAE")
@@ -202,7 +214,7 @@ def _train_vae(model: nn.Module, config: Mapping[str, Any], device: torch.device
 
 
 def _evaluate_vae(model: nn.Module, config: Mapping[str, Any], directory: Path) -> dict[str, Any]:
-    judge = load_or_train(CLASSIFIER, directory).model
+    judge = _judge(directory)
     test = load_mnist(train=False)
     generator = torch.Generator().manual_seed(0)
     reconstruction, kl, correct = 0.0, 0.0, 0
@@ -212,8 +224,8 @@ def _evaluate_vae(model: nn.Module, config: Mapping[str, Any], directory: Path) 
         reconstruction += (images - decoded).flatten(1).square().sum(dim=1).sum().item()
         kl += gaussian_kl(mean, log_var).sum().item()
         correct += (judge(decoded).argmax(1) == labels).sum().item()
-    prior = model.decode(torch.randn((1000, model.latent_dim), generator=generator))
-    features = test_features(judge)
+    prior = model.decode(torch.randn((1000, model.latent_dim), generator=generator, device=generator.device))
+    features = mnist_test_features(judge)
     return {
         "judge": CLASSIFIER.name,
         "test_reconstruction_error": round(reconstruction / len(test), 3),
@@ -240,6 +252,7 @@ def _vae_recipe(name: str, kl_weight: float) -> Recipe:
         build=_build_vae,
         train=_train_vae,
         evaluate=_evaluate_vae,
+        uses=(CLASSIFIER,),
     )
 
 
@@ -252,7 +265,7 @@ def _autoencoder(config: Mapping[str, Any], directory: Path) -> VAE:
     recipe = RECIPES[config["autoencoder"]["name"]]
     if config_hash(recipe.config) != config["autoencoder"]["config_hash"]:
         raise CheckpointError(f"the latent recipe was made for another configuration of {recipe.name!r}; update its config")
-    return load_or_train(recipe, directory).model
+    return load_or_train(recipe, directory, allow_training=False).model
 
 
 def _autoencoder_reference(recipe: Recipe) -> dict[str, str]:
@@ -280,13 +293,13 @@ def _build_latent_cfg(config: Mapping[str, Any]) -> nn.Module:
 def _train_latent_cfg(model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, directory: Path) -> TrainingRun:
     codes = _latent_codes(model, config, directory).to(device)
     labels = load_mnist(train=True).labels
-    path, size = LinearPath(), config["batch_size"]
+    path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(codes), (size,), generator=generator)
+        index = torch.randint(len(codes), (size,), generator=generator, device=generator.device)
         kept = drop_labels(labels[index], config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, codes.shape[1]), generator=generator).to(device)
-        t = torch.rand(size, generator=generator).to(device)
+        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
+        t = torch.rand(size, generator=generator, device=generator.device).to(device)
         return conditional_flow_matching_loss(lambda x, time: network(x, time, kept), path, codes[index.to(device)], x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="latent flow")
@@ -318,6 +331,7 @@ LATENT_CFG = Recipe(
     train=_train_latent_cfg,
     evaluate=_evaluate_latent_cfg,
     requires=(VAE_RECIPE.name,),
+    uses=(VAE_RECIPE, CLASSIFIER),
 )
 
 
@@ -329,14 +343,14 @@ def _train_latent_unconditional(
     model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, directory: Path
 ) -> TrainingRun:
     codes = _latent_codes(model, config, directory).to(device)
-    path, size = LinearPath(), config["batch_size"]
+    path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        batch = codes[torch.randint(len(codes), (size,), generator=generator).to(device)]
-        noise = torch.randn((size, codes.shape[1]), generator=generator).to(device)
+        batch = codes[torch.randint(len(codes), (size,), generator=generator, device=generator.device).to(device)]
+        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
         if config["coupling"] == "optimal-transport":
             noise = pair_by_optimal_transport(noise, batch)
-        t = torch.rand(size, generator=generator).to(device)
+        t = torch.rand(size, generator=generator, device=generator.device).to(device)
         return conditional_flow_matching_loss(network, path, batch, x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description=config["coupling"])
@@ -344,11 +358,11 @@ def _train_latent_unconditional(
 
 
 def _evaluate_latent_unconditional(model: nn.Module, config: Mapping[str, Any], directory: Path) -> dict[str, Any]:
-    judge = load_or_train(CLASSIFIER, directory).model
+    judge = _judge(directory)
     space = _latent_space(model, config, directory)
-    reference = test_features(judge)
+    reference = mnist_test_features(judge)
     evaluation = config["evaluation"]
-    noise = torch.randn((evaluation["samples"], space.dim), generator=torch.Generator().manual_seed(0))
+    noise = torch.randn((evaluation["samples"], space.dim), generator=torch.Generator().manual_seed(0), device="cpu")
     rows = []
     for steps in evaluation["euler_steps"]:
         codes = simulate(VectorFieldODE(model), noise, time_grid(steps), method="euler")
@@ -377,6 +391,7 @@ def _latent_unconditional_recipe(coupling: str) -> Recipe:
         train=_train_latent_unconditional,
         evaluate=_evaluate_latent_unconditional,
         requires=(VAE_RECIPE.name,),
+        uses=(VAE_RECIPE, CLASSIFIER),
     )
 
 
@@ -397,10 +412,10 @@ def training_captions(
     """Random captions of training images (Chapter 13): each property left out with probability ``drop``,
     and never both properties of a held-out (digit, thickness, slant) class, so its full sentences stay unseen."""
     n = digits.shape[0]
-    keep_thickness = torch.rand(n, generator=generator) >= drop
-    keep_slant = torch.rand(n, generator=generator) >= drop
-    variants = torch.randint(12, (n,), generator=generator)
-    coin = torch.rand(n, generator=generator) < 0.5
+    keep_thickness = torch.rand(n, generator=generator, device=generator.device) >= drop
+    keep_slant = torch.rand(n, generator=generator, device=generator.device) >= drop
+    variants = torch.randint(12, (n,), generator=generator, device=generator.device)
+    coin = torch.rand(n, generator=generator, device=generator.device) < 0.5
     held_out = set(scheme.held_out)
     captions = []
     for i in range(n):
@@ -418,14 +433,14 @@ def _train_prompted(model: nn.Module, config: Mapping[str, Any], device: torch.d
     scheme = caption_scheme(data.images)
     thickness, slants = stroke_classes(data.images, scheme)
     vocabulary = Vocabulary.of_captions()
-    path, size = LinearPath(), config["batch_size"]
+    path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(codes), (size,), generator=generator)
+        index = torch.randint(len(codes), (size,), generator=generator, device=generator.device)
         texts = training_captions(data.labels[index], thickness[index], slants[index], scheme, config["property_drop"], generator)
         tokens = drop_labels(vocabulary.encode(texts), config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, codes.shape[1]), generator=generator).to(device)
-        t = torch.rand(size, generator=generator).to(device)
+        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
+        t = torch.rand(size, generator=generator, device=generator.device).to(device)
         return conditional_flow_matching_loss(lambda x, time: network(x, time, tokens), path, codes[index.to(device)], x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="prompts")
@@ -439,7 +454,7 @@ def prompt_following(
     """How often samples for the full prompt of each (digit, thickness, slant) show the digit, the thickness class and the slant class (Chapter 13)."""
     vocabulary = Vocabulary.of_captions()
     texts = [caption(*triple) for triple in triples for _ in range(per_prompt)]
-    wanted = torch.tensor([triple for triple in triples for _ in range(per_prompt)])
+    wanted = torch.tensor([triple for triple in triples for _ in range(per_prompt)], device="cpu")
     codes = sample_with_guidance(
         model, vocabulary.encode(texts), guidance_scale, steps, (space.dim,), generator=torch.Generator().manual_seed(seed)
     )
@@ -455,7 +470,7 @@ def prompt_following(
 
 
 def _evaluate_prompted(model: nn.Module, config: Mapping[str, Any], directory: Path) -> dict[str, Any]:
-    judge = load_or_train(CLASSIFIER, directory).model
+    judge = _judge(directory)
     space = _latent_space(model, config, directory)
     scheme = caption_scheme(load_mnist(train=True).images)
     corners = [(0, 0), (2, 2), (0, 2), (2, 0)]
@@ -492,6 +507,7 @@ PROMPTED = Recipe(
     train=_train_prompted,
     evaluate=_evaluate_prompted,
     requires=(VAE_RECIPE.name,),
+    uses=(VAE_RECIPE, CLASSIFIER),
 )
 
 

@@ -7,19 +7,24 @@ generator it is given, which makes a run reproducible from its seed.
 
 The progress bar (tqdm) shows in a terminal and stays silent where the
 output is not a terminal, such as a notebook executed by the book's build.
+Under ``torchrun`` the same loop trains on several processes
+(:mod:`flowdiff.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
+from flowdiff import distributed
 from flowdiff._checks import check_count, check_positive
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.distributions import Sampleable
@@ -42,11 +47,26 @@ class TrainingHistory:
     def smoothed(self, window: int = 50) -> list[float]:
         """The losses averaged over a sliding ``window`` of steps (for plotting a noisy curve)."""
         check_count(window, "window")
-        losses = torch.tensor(self.losses, dtype=torch.float64)
+        losses = torch.tensor(self.losses, dtype=torch.float64, device="cpu")
         if losses.numel() < window:
             return self.losses[:]
-        kernel = torch.ones(1, 1, window, dtype=torch.float64) / window
+        kernel = torch.ones(1, 1, window, dtype=torch.float64, device="cpu") / window
         return torch.nn.functional.conv1d(losses[None, None], kernel)[0, 0].tolist()
+
+
+@contextlib.contextmanager
+def _global_rng_seeded(model: nn.Module, seed: int) -> Iterator[None]:
+    """Seed the global generators (of the CPU and of the model's GPUs) for the ``with`` block and restore them after it.
+
+    Layers such as dropout draw from the global generators; seeding them makes
+    a run reproducible, restoring them leaves the caller's random state as it was.
+    """
+    gpus = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=gpus):
+        torch.default_generator.manual_seed(seed)
+        for index in gpus:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def train(
@@ -69,16 +89,21 @@ def train(
         steps: number of optimisation steps.
         lr: Adam's initial learning rate, decayed along a cosine to
             ``final_lr_fraction * lr`` at the last step.
-        seed: seeds the generator handed to ``loss_fn`` (and the global RNG).
+        seed: seeds the generator handed to ``loss_fn``; the global
+            generators (dropout) are seeded for the run and restored after it.
         final_lr_fraction: the last learning rate as a fraction of ``lr``, in ``(0, 1]``.
         grad_clip: maximal gradient norm, or ``None`` for no clipping.
         progress: show a tqdm bar; ``None`` shows it only in a terminal.
         description: the bar's label.
 
+    Under ``torchrun`` each rank draws its own data (:func:`~flowdiff.distributed.rank_seed`)
+    and the gradients are averaged over the ranks (:func:`~flowdiff.distributed.data_parallel`).
+
     Returns:
-        The :class:`TrainingHistory`. A loss that is not finite stops the run
-        with ``FloatingPointError`` and restores the parameters the model had
-        before training, so a diverged run never leaves a broken model behind.
+        The :class:`TrainingHistory`. A loss or gradient that is not finite
+        stops the run with ``FloatingPointError`` and restores the parameters
+        the model had before training, so a diverged run never leaves a
+        broken model behind.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -92,30 +117,37 @@ def train(
     if grad_clip is not None:
         check_positive(grad_clip, "grad_clip")
 
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    rank, _ = distributed.rank_and_world_size()
+    generator = torch.Generator().manual_seed(distributed.rank_seed(seed, rank))
+    step_loss = distributed.data_parallel(model, loss_fn)
     before = copy.deepcopy(model.state_dict())
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps, eta_min=final_lr_fraction * lr)
     history = TrainingHistory()
     start = time.perf_counter()
     model.train()
-    with tqdm(total=steps, desc=description, disable=None if progress is None else not progress) as bar:
+    silent = rank != 0 or (None if progress is None else not progress)
+    with torch.enable_grad(), _global_rng_seeded(model, distributed.rank_seed(seed, rank)), tqdm(
+        total=steps, desc=description, disable=silent
+    ) as bar:
         for _ in range(steps):
-            loss = loss_fn(model, generator)
-            if not torch.isfinite(loss):
-                model.load_state_dict(before)
-                raise FloatingPointError(f"the loss became {loss.item()} at step {len(history.losses)}")
+            loss = step_loss(generator)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            # The norm of the (rank-averaged) gradient; an infinite bound measures without clipping.
+            norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip is not None else math.inf)
+            if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                model.load_state_dict(before)
+                raise FloatingPointError(
+                    f"training stopped at step {len(history.losses)}: the loss is {loss.item()} and the gradient norm "
+                    f"{norm.item()}; the model keeps the parameters it had before training"
+                )
             optimiser.step()
             schedule.step()
-            history.losses.append(loss.item())
+            history.losses.append(distributed.mean_over_ranks(loss.detach()).item())
             bar.update()
             if bar.n % 100 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{history.losses[-1]:.4f}")
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -157,15 +189,16 @@ def fit_flow_matching(
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
     path = LinearPath() if path is None else path
-    torch.manual_seed(seed)
-    model = MLPVectorField(data.dim, hidden=hidden, layers=layers)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's generator untouched
+        torch.default_generator.manual_seed(seed)
+        model = MLPVectorField(data.dim, hidden=hidden, layers=layers)
     dtype = next(model.parameters()).dtype
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
         z = data.sample(batch_size, generator).to(dtype)
         x0 = None if source is None else source.sample(batch_size, generator).to(dtype)
         if coupling == "optimal-transport":
-            x0 = torch.randn(z.shape, generator=generator, dtype=dtype) if x0 is None else x0
+            x0 = torch.randn(z.shape, generator=generator, dtype=dtype, device=z.device) if x0 is None else x0
             x0 = pair_by_optimal_transport(x0, z)
         return conditional_flow_matching_loss(network, path, z, x0=x0, generator=generator)
 
