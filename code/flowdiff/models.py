@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 
 __all__ = ["perceptron", "FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier"]
@@ -57,7 +58,7 @@ class FourierTimeEmbedding(nn.Module):
             raise ValueError(f"features must be even, got {features}")
         self.scale = scale
         generator = torch.Generator().manual_seed(0)
-        self.register_buffer("frequencies", scale * torch.randn(features // 2, generator=generator))
+        self.register_buffer("frequencies", scale * _random.randn((features // 2,), generator=generator))
 
     def forward(self, t: Tensor) -> Tensor:
         angles = 2 * math.pi * t[:, None] * self.frequencies
