@@ -472,6 +472,22 @@ def test_a_low_precision_state_gets_a_float32_grid_with_distinct_times(dtype: to
     assert field_times.max().item() < 1.0
 
 
+@pytest.mark.parametrize("network", ["mlp", "unet"])
+def test_a_bfloat16_network_tells_times_apart_that_bfloat16_cannot(network: str, device: torch.device) -> None:
+    """0.999 and 1 are the same bfloat16 number; the time embedding works in float32, so the field still differs."""
+    t = torch.tensor([0.999, 1.0], dtype=torch.float32, device=device)
+    assert t.to(torch.bfloat16).unique().numel() == 1
+    if network == "mlp":
+        x = normal(1, 2, seed=74, device=device, dtype=torch.bfloat16).expand(2, 2)
+        output = mlp(device, torch.bfloat16)(x, t)
+    else:
+        unet = seeded(lambda: UNet(channels=(8, 16), layers=1, num_classes=3, embedding_dim=16), device, torch.bfloat16)
+        x = normal(1, 1, 28, 28, seed=75, device=device, dtype=torch.bfloat16).expand(2, 1, 28, 28)
+        output = unet(x, t, torch.tensor([1, 1], device=device))
+    assert output.dtype == torch.bfloat16
+    assert not torch.equal(output[0], output[1])
+
+
 def test_a_cpu_generator_gives_the_same_noise_on_every_device(device: torch.device) -> None:
     """The rule of flowdiff._random: a CPU generator's draws are made on the CPU, then moved."""
     x0 = torch.zeros(100, 3, dtype=torch.float32, device=device)

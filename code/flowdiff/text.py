@@ -224,6 +224,6 @@ class PromptedMLPVectorField(nn.Module):
             raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample")
         if not isinstance(tokens, Tensor) or tokens.shape[0] != x.shape[0]:
             raise ValueError(f"tokens must hold one prompt per sample ({x.shape[0]})")
-        time = self.time_embedding(t.to(x.dtype)).to(x.dtype)
+        time = self.time_embedding(t).to(x.dtype)
         text = self.text_encoder(tokens).to(x.dtype)
         return self.network(torch.cat([x, time, text], dim=1))
