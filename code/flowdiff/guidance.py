@@ -89,8 +89,7 @@ def drop_labels(labels: Tensor, eta: float, null_label: int, generator: torch.Ge
         raise ValueError(f"eta must be a probability in [0, 1], got {eta!r}")
     if isinstance(null_label, bool) or not isinstance(null_label, int):
         raise ValueError(f"null_label must be an int, got {type(null_label).__name__}")
-    coins = _random.rand((labels.shape[0],), device=labels.device, dtype=torch.float32, generator=generator)
-    dropped = (coins < eta).reshape(-1, *([1] * (labels.ndim - 1)))
+    dropped = (_random.rand((labels.shape[0],), device=labels.device, generator=generator) < eta).reshape(-1, *([1] * (labels.ndim - 1)))
     return torch.where(dropped, torch.full_like(labels, null_label), labels)
 
 
