@@ -7,11 +7,10 @@ mixtures) also give the exact log-density and score, which Chapter 3 uses
 to drive Langevin dynamics and later chapters use as ground truth.
 
 Devices: a distribution with parameters (a Gaussian's mean, a mixture's
-weights, stored points) samples on the device of its parameters, and its
-log-density and score follow the device of ``x``'s parameters too (build
-the distribution on the device you sample on). The 2-D toy sets have no
-parameters: they sample on ``device`` (default: the generator's device,
-else the CPU). Every draw goes through :mod:`flowdiff._random`, so a CPU
+weights, stored points) lives where its parameters live: it samples there,
+and its log-density and score expect ``x`` there (build it from tensors on
+the device you work on). The 2-D toy sets have no parameters: they sample
+on ``device`` (default: the generator's device, else the CPU). Every draw goes through :mod:`flowdiff._random`, so a CPU
 generator gives the same samples on every device.
 
 The 2-D toy sets are scaled to lie roughly in ``[-3, 3]^2``, the region where
