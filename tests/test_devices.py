@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.data import ImageDataset
 from flowdiff.distributions import Empirical, Gaussian, GaussianMixture, LabelledMixture, PointMasses, TOY_DATASETS
@@ -486,6 +487,24 @@ def test_a_bfloat16_network_tells_times_apart_that_bfloat16_cannot(network: str,
         output = unet(x, t, torch.tensor([1, 1], device=device))
     assert output.dtype == torch.bfloat16
     assert not torch.equal(output[0], output[1])
+
+
+def test_random_draws_are_made_on_the_generators_device_then_moved(device: torch.device) -> None:
+    """flowdiff._random's rule, draw by draw: a CPU generator's numbers, on the device of ``like``."""
+    like = torch.zeros(3, dtype=torch.float32, device=device)
+    weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float32, device=device)
+    draws = {
+        "randn": (_random.randn((4, 3), like=like, generator=gen(76)), torch.randn(4, 3, generator=gen(76), dtype=torch.float32)),
+        "rand": (_random.rand((4, 3), like=like, generator=gen(77)), torch.rand(4, 3, generator=gen(77), dtype=torch.float32)),
+        "randint": (_random.randint(9, (5,), like=like, generator=gen(78)), torch.randint(9, (5,), generator=gen(78))),
+        "multinomial": (_random.multinomial(weights, 6, generator=gen(79)),
+                        torch.multinomial(weights.cpu(), 6, replacement=True, generator=gen(79))),
+    }
+    for name, (ours, reference) in draws.items():
+        assert ours.device.type == device.type, name
+        torch.testing.assert_close(ours.cpu(), reference, msg=name)
+    without_generator = _random.randn((2,), like=like)
+    assert without_generator.device.type == device.type and without_generator.dtype == torch.float32
 
 
 def test_a_cpu_generator_gives_the_same_noise_on_every_device(device: torch.device) -> None:
