@@ -53,7 +53,8 @@ def ot_pairing(noise: Tensor, data: Tensor) -> Tensor:
 
     _check_sets(noise, data)
     n = noise.shape[0]
-    cost = torch.cdist(data.detach().flatten(1).double(), noise.detach().flatten(1).double()).square().cpu().numpy()
+    # POT solves on the CPU in float64 (which Apple's mps lacks), so the pairs cross to the CPU here, explicitly.
+    cost = torch.cdist(data.detach().flatten(1).cpu().double(), noise.detach().flatten(1).cpu().double()).square().numpy()
     uniform = np.full(n, 1.0 / n)
     plan = ot.emd(uniform, uniform, cost)
     return torch.from_numpy(plan.argmax(axis=1)).long().to(noise.device)

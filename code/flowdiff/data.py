@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from flowdiff import _random
+
 __all__ = ["ImageDataset", "data_root", "load_mnist", "to_unit_interval"]
 
 
@@ -37,7 +39,7 @@ class ImageDataset:
         """A uniformly drawn minibatch ``(images, labels)`` of ``size`` samples (with replacement)."""
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
-        index = torch.randint(len(self), (size,), generator=generator)
+        index = _random.randint(len(self), (size,), like=self.labels, generator=generator)
         return self.images[index], self.labels[index]
 
 

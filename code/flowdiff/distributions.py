@@ -6,6 +6,13 @@ those whose density is known in closed form (Gaussians and Gaussian
 mixtures) also give the exact log-density and score, which Chapter 3 uses
 to drive Langevin dynamics and later chapters use as ground truth.
 
+Devices: a distribution with parameters (a Gaussian's mean, a mixture's
+weights, stored points) lives where its parameters live: it samples there,
+and its log-density and score expect ``x`` there (build it from tensors on
+the device you work on). The 2-D toy sets have no parameters: they sample
+on ``device`` (default: the generator's device, else the CPU). Every draw goes through :mod:`flowdiff._random`, so a CPU
+generator gives the same samples on every device.
+
 The 2-D toy sets are scaled to lie roughly in ``[-3, 3]^2``, the region where
 a standard Gaussian puts almost all its mass, so that a flow from
 ``N(0, I)`` to any of them has comparable work to do.
@@ -20,6 +27,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 
 __all__ = [
@@ -64,6 +72,7 @@ class Density(Sampleable):
 
 
 def _as_tensor(value: Tensor | list | float, name: str) -> Tensor:
+    """A parameter as a floating tensor; a tensor keeps its device, a list or number lands on the CPU."""
     tensor = torch.as_tensor(value)
     if not torch.is_floating_point(tensor):
         tensor = tensor.to(torch.get_default_dtype())
@@ -72,14 +81,14 @@ def _as_tensor(value: Tensor | list | float, name: str) -> Tensor:
     return tensor
 
 
-def _normalised_weights(weights: Tensor | None, k: int, dtype: torch.dtype) -> Tensor:
-    """Mixture weights of shape ``(k,)``, positive, normalised to sum to one (uniform when ``None``)."""
-    weights = torch.ones(k, dtype=dtype) if weights is None else _as_tensor(weights, "weights")
+def _normalised_weights(weights: Tensor | None, k: int, like: Tensor) -> Tensor:
+    """Mixture weights of shape ``(k,)``, positive, normalised to sum to one (uniform when ``None``), on ``like``'s device and dtype."""
+    weights = torch.ones(k, dtype=like.dtype, device=like.device) if weights is None else _as_tensor(weights, "weights")
     if weights.shape != (k,):
         raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
     if torch.any(weights <= 0):
         raise ValueError("weights must be positive")
-    return (weights / weights.sum()).to(dtype)
+    return (weights / weights.sum()).to(like)
 
 
 class Gaussian(Density):
@@ -98,7 +107,7 @@ class Gaussian(Density):
         mean = _as_tensor(mean, "mean")
         if mean.ndim != 1:
             raise ValueError(f"mean must have shape (d,), got shape {tuple(mean.shape)}")
-        cov = _as_tensor(cov, "cov").to(mean.dtype)
+        cov = _as_tensor(cov, "cov").to(mean)
         d = mean.shape[0]
         if cov.shape != (d, d):
             raise ValueError(f"cov must have shape ({d}, {d}), got shape {tuple(cov.shape)}")
@@ -115,17 +124,19 @@ class Gaussian(Density):
         self._log_normaliser = 0.5 * d * math.log(2 * math.pi) + torch.log(torch.diagonal(chol)).sum()
 
     @classmethod
-    def isotropic(cls, dim: int, std: float = 1.0, mean: Tensor | None = None) -> "Gaussian":
-        """``N(mean, std^2 I)`` in ``dim`` dimensions; ``mean`` defaults to the origin."""
+    def isotropic(
+        cls, dim: int, std: float = 1.0, mean: Tensor | None = None, device: torch.device | str | None = None
+    ) -> "Gaussian":
+        """``N(mean, std^2 I)`` in ``dim`` dimensions; ``mean`` defaults to the origin on ``device`` (default CPU)."""
         check_count(dim, "dim")
         check_positive(std, "std")
-        mean = torch.zeros(dim) if mean is None else _as_tensor(mean, "mean")
-        return cls(mean, std**2 * torch.eye(dim, dtype=mean.dtype))
+        mean = torch.zeros(dim, device=device) if mean is None else _as_tensor(mean, "mean")
+        return cls(mean, std**2 * torch.eye(dim, dtype=mean.dtype, device=mean.device))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``x = mean + L z`` with ``L L^T = cov`` and ``z ~ N(0, I)``; shape ``(n, d)``."""
         check_count(n, "n")
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.mean.dtype)
+        z = _random.randn((n, self.dim), like=self.mean, generator=generator)
         return self.mean + z @ self._chol.T
 
     def log_density(self, x: Tensor) -> Tensor:
@@ -157,11 +168,11 @@ class GaussianMixture(Density):
         if means.ndim != 2:
             raise ValueError(f"means must have shape (k, d), got shape {tuple(means.shape)}")
         k, d = means.shape
-        covs = _as_tensor(covs, "covs").to(means.dtype)
+        covs = _as_tensor(covs, "covs").to(means)
         if covs.shape != (k, d, d):
             raise ValueError(f"covs must have shape ({k}, {d}, {d}), got shape {tuple(covs.shape)}")
         self.dim = d
-        self.weights = _normalised_weights(weights, k, means.dtype)
+        self.weights = _normalised_weights(weights, k, means)
         self.components = [Gaussian(means[i], covs[i]) for i in range(k)]
 
     @classmethod
@@ -172,15 +183,17 @@ class GaussianMixture(Density):
         if means.ndim != 2:
             raise ValueError(f"means must have shape (k, d), got shape {tuple(means.shape)}")
         k, d = means.shape
-        covs = std**2 * torch.eye(d, dtype=means.dtype).expand(k, d, d).clone()
+        covs = std**2 * torch.eye(d, dtype=means.dtype, device=means.device).expand(k, d, d).clone()
         return cls(means, covs, weights)
 
     @classmethod
-    def on_circle(cls, n_components: int, radius: float, std: float) -> "GaussianMixture":
-        """Equal-weight 2-D mixture with means evenly spaced on a circle of the given radius."""
+    def on_circle(
+        cls, n_components: int, radius: float, std: float, device: torch.device | str | None = None
+    ) -> "GaussianMixture":
+        """Equal-weight 2-D mixture with means evenly spaced on a circle of the given radius, on ``device`` (default CPU)."""
         check_count(n_components, "n_components")
         check_positive(radius, "radius")
-        angles = 2 * math.pi * torch.arange(n_components) / n_components
+        angles = 2 * math.pi * torch.arange(n_components, device=device) / n_components
         means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
         return cls.isotropic(means, std)
 
@@ -211,8 +224,8 @@ class GaussianMixture(Density):
         the data of conditional generation (Chapter 1, Definition ``def-gen-conditional``).
         """
         check_count(n, "n")
-        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        out = torch.empty(n, self.dim, dtype=self.weights.dtype)
+        labels = _random.multinomial(self.weights, n, generator=generator)
+        out = torch.empty(n, self.dim, dtype=self.weights.dtype, device=self.weights.device)
         for k, component in enumerate(self.components):
             chosen = labels == k
             count = int(chosen.sum())
@@ -254,7 +267,7 @@ class GaussianMixture(Density):
         probability path (Chapter 4, eq. ``eq-path-gaussian-mixture``).
         """
         scale, noise_std = _noise_arguments(scale, noise_std)
-        eye = torch.eye(self.dim, dtype=self.weights.dtype)
+        eye = torch.eye(self.dim, dtype=self.weights.dtype, device=self.weights.device)
         means = scale * self.means
         covs = torch.stack([scale**2 * c.cov + noise_std**2 * eye for c in self.components])
         return GaussianMixture(means, covs, self.weights)
@@ -284,9 +297,9 @@ class GaussianMixture(Density):
         return self.noised_posterior(x, scale, noise_std)[0]
 
 
-def _per_sample(value: float | Tensor, name: str, n: int, dtype: torch.dtype) -> Tensor:
-    """A scale or noise level as one non-negative value per sample, shape ``(n,)``."""
-    value = torch.as_tensor(value, dtype=dtype)
+def _per_sample(value: float | Tensor, name: str, n: int, like: Tensor) -> Tensor:
+    """A scale or noise level as one non-negative value per sample, shape ``(n,)``, on ``like``'s device and dtype."""
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if value.ndim == 0:
         value = value.expand(n)
     if value.shape != (n,):
@@ -302,11 +315,11 @@ def _mixture_posterior(
     """``(E[X | x], ∇ log p(x))`` for ``x = scale X + noise_std ε``, ``X`` a mixture with ``(k, d)`` means, ``(k, d, d)`` covariances."""
     k, d = means.shape
     check_batch(x, "x", d)
-    n, dtype = x.shape[0], x.dtype
-    scale = _per_sample(scale, "scale", n, dtype)[:, None, None, None]
-    noise_std = _per_sample(noise_std, "noise_std", n, dtype)[:, None, None, None]
-    means, covs, weights = means.to(dtype), covs.to(dtype), weights.to(dtype)
-    noised_covs = scale**2 * covs + noise_std**2 * torch.eye(d, dtype=dtype)  # (n, k, d, d)
+    n = x.shape[0]
+    scale = _per_sample(scale, "scale", n, x)[:, None, None, None]
+    noise_std = _per_sample(noise_std, "noise_std", n, x)[:, None, None, None]
+    means, covs, weights = means.to(x), covs.to(x), weights.to(x)
+    noised_covs = scale**2 * covs + noise_std**2 * torch.eye(d, dtype=x.dtype, device=x.device)  # (n, k, d, d)
     chol, info = torch.linalg.cholesky_ex(noised_covs)
     if torch.any(info != 0):
         raise ValueError("noise_std must be > 0 where the data has no density (point masses, or scale = 0)")
@@ -351,7 +364,7 @@ class LabelledMixture:
         self.classes = classes
         self.dim = classes[0].dim
         self.num_classes = len(classes)
-        self.prior = _normalised_weights(prior, self.num_classes, classes[0].weights.dtype)
+        self.prior = _normalised_weights(prior, self.num_classes, classes[0].weights)
 
     @classmethod
     def isotropic(cls, means: Tensor, labels: Tensor, std: float, prior: Tensor | None = None) -> "LabelledMixture":
@@ -375,8 +388,8 @@ class LabelledMixture:
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Pairs ``(x, y)``: ``y ~ π``, then ``x ~ p(· | y)``; shapes ``(n, d)`` and ``(n,)``."""
         check_count(n, "n")
-        labels = torch.multinomial(self.prior, n, replacement=True, generator=generator)
-        x = torch.empty(n, self.dim, dtype=self.prior.dtype)
+        labels = _random.multinomial(self.prior, n, generator=generator)
+        x = torch.empty(n, self.dim, dtype=self.prior.dtype, device=self.prior.device)
         for y, law in enumerate(self.classes):
             chosen = labels == y
             if chosen.any():
@@ -414,7 +427,7 @@ class PointMasses(Sampleable):
         check_batch(points, "points")
         k = points.shape[0]
         self.points = points
-        self.weights = _normalised_weights(weights, k, points.dtype)
+        self.weights = _normalised_weights(weights, k, points)
         self.dim = points.shape[1]
 
     @property
@@ -430,7 +443,7 @@ class PointMasses(Sampleable):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         check_count(n, "n")
-        index = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        index = _random.multinomial(self.weights, n, generator=generator)
         return self.points[index]
 
     def noised(self, scale: float, noise_std: float) -> GaussianMixture:
@@ -446,7 +459,7 @@ class PointMasses(Sampleable):
         ``E[X | x] = Σ_k γ_k(x) a_k`` with the exact posterior weights
         ``γ_k(x) ∝ w_k N(x; scale a_k, noise_std² I)``; ``noise_std`` must be positive.
         """
-        covs = torch.zeros(self.points.shape[0], self.dim, self.dim, dtype=self.points.dtype)
+        covs = self.points.new_zeros(self.points.shape[0], self.dim, self.dim)
         return _mixture_posterior(self.points, covs, self.weights, x, scale, noise_std)
 
     def posterior_mean(self, x: Tensor, scale: float | Tensor, noise_std: float | Tensor) -> Tensor:
@@ -471,7 +484,7 @@ class Empirical(Sampleable):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         check_count(n, "n")
-        index = torch.randint(self.points.shape[0], (n,), generator=generator)
+        index = _random.randint(self.points.shape[0], (n,), like=self.points, generator=generator)
         return self.points[index]
 
 
@@ -484,14 +497,35 @@ class _Toy2D(Sampleable):
         check_positive(noise, "noise", allow_zero=True)
         self.noise = noise
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        """``n`` points, shape ``(n, 2)``, in the default dtype, on ``device`` (default: the generator's device, else the CPU)."""
         check_count(n, "n")
-        clean = self._sample_clean(n, generator)
-        return clean + self.noise * torch.randn(n, 2, generator=generator)
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        uniform = _Uniform(generator, torch.device(device))
+        clean = self._sample_clean(n, uniform)
+        return clean + self.noise * _random.randn((n, 2), device=uniform.device, generator=generator)
 
     @abstractmethod
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """Points on the noise-free shape, shape ``(n, 2)``."""
+    def _sample_clean(self, n: int, uniform: "_Uniform") -> Tensor:
+        """Points on the noise-free shape, shape ``(n, 2)``, from the uniform draws of ``uniform``."""
+
+
+class _Uniform:
+    """Uniform draws of a toy set on one device from one generator (see :mod:`flowdiff._random`)."""
+
+    def __init__(self, generator: torch.Generator | None, device: torch.device) -> None:
+        self.generator, self.device = generator, device
+
+    def __call__(self, *shape: int) -> Tensor:
+        """Draws uniform on ``[0, 1)`` of the given shape, in the default dtype."""
+        return _random.rand(shape, device=self.device, generator=self.generator)
+
+    def integers(self, high: int, n: int) -> Tensor:
+        """``n`` integers uniform on ``{0, …, high − 1}``."""
+        return _random.randint(high, (n,), device=self.device, generator=self.generator)
 
 
 class Moons(_Toy2D):
@@ -500,12 +534,12 @@ class Moons(_Toy2D):
     def __init__(self, noise: float = 0.05) -> None:
         super().__init__(noise)
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
-        angle = math.pi * torch.rand(n, generator=generator)
-        upper = torch.rand(n, generator=generator) < 0.5
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
+        angle = math.pi * uniform(n)
+        upper = uniform(n) < 0.5
         x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
         y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
-        return 2 * (torch.stack([x, y], dim=1) - torch.tensor([0.5, 0.25]))
+        return 2 * (torch.stack([x, y], dim=1) - x.new_tensor([0.5, 0.25]))
 
 
 class Circles(_Toy2D):
@@ -516,9 +550,9 @@ class Circles(_Toy2D):
         check_positive(factor, "factor")
         self.factor = factor
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
-        angle = 2 * math.pi * torch.rand(n, generator=generator)
-        inner = torch.rand(n, generator=generator) < 0.5
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
+        angle = 2 * math.pi * uniform(n)
+        inner = uniform(n) < 0.5
         radius = torch.where(inner, 2 * self.factor, 2.0)
         return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
 
@@ -531,9 +565,9 @@ class Spiral(_Toy2D):
         check_positive(turns, "turns")
         self.turns = turns
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
         # sqrt makes the points uniform along the arc rather than in angle.
-        fraction = torch.sqrt(torch.rand(n, generator=generator))
+        fraction = torch.sqrt(uniform(n))
         angle = 2 * math.pi * self.turns * fraction
         radius = 2.5 * fraction
         return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
@@ -549,13 +583,14 @@ class Checkerboard(_Toy2D):
             raise ValueError(f"squares must be >= 2, got {squares}")
         self.squares = squares
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
         side = 4.0 / self.squares
         cells = self.squares**2
-        dark = torch.tensor([c for c in range(cells) if (c // self.squares + c % self.squares) % 2 == 0])
-        cell = dark[torch.randint(len(dark), (n,), generator=generator)]
-        corner = torch.stack([cell % self.squares, cell // self.squares], dim=1).to(torch.float32)
-        return -2.0 + side * (corner + torch.rand(n, 2, generator=generator))
+        dark = torch.tensor([c for c in range(cells) if (c // self.squares + c % self.squares) % 2 == 0], device=uniform.device)
+        cell = dark[uniform.integers(len(dark), n)]
+        offset = uniform(n, 2)
+        corner = torch.stack([cell % self.squares, cell // self.squares], dim=1).to(offset.dtype)
+        return -2.0 + side * (corner + offset)
 
 
 class Annulus(_Toy2D):
@@ -569,11 +604,11 @@ class Annulus(_Toy2D):
             raise ValueError(f"outer must exceed inner, got inner={inner}, outer={outer}")
         self.inner, self.outer = inner, outer
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
         # Uniform in area: r^2 is uniform between the squared radii.
-        u = torch.rand(n, generator=generator)
+        u = uniform(n)
         radius = torch.sqrt(self.inner**2 + u * (self.outer**2 - self.inner**2))
-        angle = 2 * math.pi * torch.rand(n, generator=generator)
+        angle = 2 * math.pi * uniform(n)
         return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
 
 
@@ -583,8 +618,8 @@ class SwissRoll(_Toy2D):
     def __init__(self, noise: float = 0.1) -> None:
         super().__init__(noise)
 
-    def _sample_clean(self, n: int, generator: torch.Generator | None) -> Tensor:
-        s = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
+    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
+        s = 1.5 * math.pi * (1 + 2 * uniform(n))
         return torch.stack([s * torch.cos(s), s * torch.sin(s)], dim=1) / 5
 
 

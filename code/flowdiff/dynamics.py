@@ -95,12 +95,12 @@ class LinearODE(ODE):
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         check_batch(x, "x", self.dim)
-        return x @ self.matrix.to(x.dtype).T
+        return x @ self.matrix.to(x).T
 
     def flow(self, x0: Tensor, t: float) -> Tensor:
         """The exact solution ``ψ_t(x_0) = e^{tA} x_0`` for a batch ``x0`` of shape ``(n, d)``."""
         check_batch(x0, "x0", self.dim)
-        return x0 @ torch.linalg.matrix_exp(t * self.matrix.to(x0.dtype)).T
+        return x0 @ torch.linalg.matrix_exp(t * self.matrix.to(x0)).T
 
 
 class AffineGaussianFlow(ODE):
@@ -134,26 +134,27 @@ class AffineGaussianFlow(ODE):
         self.std1 = math.sqrt(target.cov[0, 0].item())
 
     def _mean_std(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        t = _column(t.to(x.dtype), x)
-        mean = (1 - t) * self.mean0.to(x.dtype) + t * self.mean1.to(x.dtype)
+        t = _column(t.to(x), x)
+        mean = (1 - t) * self.mean0.to(x) + t * self.mean1.to(x)
         return mean, (1 - t) * self.std0 + t * self.std1
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         check_batch(x, "x", self.dim)
         check_unit_time(t)
         mean, std = self._mean_std(t, x)
-        return (self.mean1 - self.mean0).to(x.dtype) + (self.std1 - self.std0) / std * (x - mean)
+        return (self.mean1 - self.mean0).to(x) + (self.std1 - self.std0) / std * (x - mean)
 
     def flow(self, x0: Tensor, t: Tensor) -> Tensor:
         """``ψ_t(x_0)`` for ``x0`` of shape ``(n, d)`` and ``t`` of shape ``(n,)``."""
         check_batch(x0, "x0", self.dim)
         check_unit_time(t)
         mean, std = self._mean_std(t, x0)
-        return mean + std / self.std0 * (x0 - self.mean0.to(x0.dtype))
+        return mean + std / self.std0 * (x0 - self.mean0.to(x0))
 
     def marginal(self, t: float) -> Gaussian:
         """The law ``N(μ_t, σ_t^2 I)`` of ``X_t`` when ``X_0`` follows the source."""
-        check_unit_time(torch.tensor(t), "t")
+        if not 0 <= t <= 1:
+            raise ValueError(f"t must lie in [0, 1], got {t}")
         std = (1 - t) * self.std0 + t * self.std1
         return Gaussian.isotropic(self.dim, std, (1 - t) * self.mean0 + t * self.mean1)
 
@@ -172,7 +173,7 @@ class BrownianMotion(SDE):
         return torch.zeros_like(x)
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
-        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+        return x.new_full((x.shape[0],), self.sigma)
 
 
 class OrnsteinUhlenbeck(SDE):
@@ -196,7 +197,7 @@ class OrnsteinUhlenbeck(SDE):
         return -self.theta * x
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
-        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+        return x.new_full((x.shape[0],), self.sigma)
 
     def mean(self, x0: Tensor, t: float) -> Tensor:
         """``E[X_t | X_0 = x_0] = e^{-θt} x_0``."""
@@ -233,7 +234,7 @@ class OverdampedLangevin(SDE):
         return 0.5 * self.sigma**2 * self.target.score(x)
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
-        return torch.full((x.shape[0],), self.sigma, dtype=x.dtype)
+        return x.new_full((x.shape[0],), self.sigma)
 
 
 class MarginalPreservingSDE(SDE):
@@ -272,8 +273,8 @@ class MarginalPreservingSDE(SDE):
             sigma = self._diffusion(t)
             if not isinstance(sigma, Tensor) or sigma.shape != t.shape or torch.any(sigma < 0):
                 raise ValueError("diffusion(t) must return a non-negative tensor of the shape of t")
-            return sigma.to(x.dtype)
-        return torch.full((x.shape[0],), float(self._diffusion), dtype=x.dtype)
+            return sigma.to(x)
+        return x.new_full((x.shape[0],), float(self._diffusion))
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         sigma = self.diffusion(x, t)

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_count, check_positive
 from flowdiff.distributions import LabelledMixture
 from flowdiff.dynamics import ODE
@@ -88,7 +89,7 @@ def drop_labels(labels: Tensor, eta: float, null_label: int, generator: torch.Ge
         raise ValueError(f"eta must be a probability in [0, 1], got {eta!r}")
     if isinstance(null_label, bool) or not isinstance(null_label, int):
         raise ValueError(f"null_label must be an int, got {type(null_label).__name__}")
-    dropped = (torch.rand(labels.shape[0], generator=generator) < eta).reshape(-1, *([1] * (labels.ndim - 1)))
+    dropped = (_random.rand((labels.shape[0],), device=labels.device, generator=generator) < eta).reshape(-1, *([1] * (labels.ndim - 1)))
     return torch.where(dropped, torch.full_like(labels, null_label), labels)
 
 
@@ -207,7 +208,9 @@ def sample_with_guidance(
         batch_size: samples integrated at once (bounds memory).
 
     Returns:
-        Samples of shape ``(n, *shape)``.
+        Samples of shape ``(n, *shape)``, on the model's device and in its dtype (the
+        time grid stays in float32, see :mod:`flowdiff.solvers`). The noise is drawn
+        as :mod:`flowdiff._random` says: a CPU generator gives the same samples on every device.
     """
     if not hasattr(model, "null_label"):
         raise ValueError("model must have a null_label attribute (a classifier-free guided network)")
@@ -217,12 +220,12 @@ def sample_with_guidance(
     check_count(batch_size, "batch_size")
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    noise = torch.randn((labels.shape[0], *shape), generator=generator, dtype=dtype).to(device)
-    times = time_grid(steps, dtype=dtype).to(device)
+    noise = _random.randn((labels.shape[0], *shape), device=device, dtype=dtype, generator=generator)
+    times = time_grid(steps, device=device)
     chunks = []
     for start in range(0, labels.shape[0], batch_size):
         ode = ClassifierFreeGuidance(model, labels[start : start + batch_size].to(device), model.null_label, guidance_scale)
-        chunks.append(simulate(ode, noise[start : start + batch_size], times, method=method).cpu())
+        chunks.append(simulate(ode, noise[start : start + batch_size], times, method=method))
     return torch.cat(chunks)
 
 

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_unit_time
 from flowdiff.paths import GaussianPath
 
@@ -49,8 +50,10 @@ def _check_batch(x: Tensor, name: str) -> None:
 
 
 def _times(z: Tensor, t: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    """The given times, or times uniform on ``[0, 1)`` on ``z``'s device, in at least float32 (as the solvers' grids)."""
     if t is None:
-        return torch.rand(z.shape[0], generator=generator, dtype=z.dtype)
+        dtype = torch.promote_types(z.dtype, torch.float32)
+        return _random.rand((z.shape[0],), like=z, dtype=dtype, generator=generator)
     if not isinstance(t, Tensor) or t.shape != (z.shape[0],):
         shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
         raise ValueError(f"t must have shape ({z.shape[0]},), one time per sample, got {shape}")
@@ -108,7 +111,7 @@ def conditional_flow_matching_loss(
     _check_path(path)
     _check_batch(z, "z")
     if x0 is None:
-        x0 = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+        x0 = _random.randn(z.shape, like=z, generator=generator)
     elif not isinstance(x0, Tensor) or x0.shape != z.shape:
         shape = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
         raise ValueError(f"x0 must have the shape of z, {tuple(z.shape)}, got {shape}")
@@ -149,9 +152,9 @@ def denoising_score_matching_loss(
     if parameterization not in ("noise", "score"):
         raise ValueError(f"parameterization must be 'noise' or 'score', got {parameterization!r}")
     t = _times(z, t, generator)
-    noise = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+    noise = _random.randn(z.shape, like=z, generator=generator)
     x = path.sample(z, t, noise=noise)
     if parameterization == "noise":
         return torch.mean((model(x, t) - noise) ** 2)
-    beta = path.scheduler.beta(t).reshape(-1, *([1] * (z.ndim - 1)))
+    beta = path.scheduler.beta(t).to(z).reshape(-1, *([1] * (z.ndim - 1)))
     return torch.mean((beta * model(x, t) + noise) ** 2)

@@ -30,6 +30,12 @@ FID's formula with the book's own MNIST classifier in place of Inception.
 
 :func:`path_straightness` (Chapter 14) measures how far simulated paths
 are from straight lines, the property that lets few solver steps suffice.
+
+Devices: the distances are computed in float64 on the samples' device
+(on the CPU for Apple's ``mps``, which has no float64), and returned as
+Python floats. The exact ``W_2`` and the Fréchet distance hand their small
+matrices to POT and NumPy, so those two copy to the CPU, explicitly, at
+that boundary.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import ot
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 from flowdiff.distributions import Sampleable
 from flowdiff.dynamics import ODE
@@ -73,6 +80,24 @@ def _check_samples(x: Tensor, y: Tensor) -> None:
     check_batch(y, "y", x.shape[1])
 
 
+def _float64(x: Tensor) -> Tensor:
+    """``x`` in float64 for an accurate distance: on its own device, or on the CPU for ``mps`` (no float64 there)."""
+    if x.device.type == "mps":
+        x = x.cpu()
+    return x.detach().double()
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    """``x`` as a float64 NumPy array, for the libraries (POT, NumPy's eigensolver) that run on the CPU."""
+    return x.detach().cpu().double().numpy()
+
+
+def _synchronise(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a wall-clock time measures the computation, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _quantiles(values: Tensor, levels: Tensor) -> Tensor:
     """Empirical quantile functions of each column of ``values`` (shape ``(n, k)``) at ``levels``."""
     return torch.quantile(values, levels, dim=0, interpolation="linear")
@@ -92,15 +117,16 @@ def sliced_wasserstein(x: Tensor, y: Tensor, projections: int = 256, generator: 
     """
     _check_samples(x, y)
     check_count(projections, "projections")
-    x, y = x.double(), y.double()
-    directions = torch.randn(x.shape[1], projections, generator=generator, dtype=torch.float64)
+    x = _float64(x)
+    y = _float64(y).to(x.device)
+    directions = _random.randn((x.shape[1], projections), like=x, generator=generator)
     directions = directions / directions.norm(dim=0, keepdim=True)
     px, py = x @ directions, y @ directions
     if px.shape[0] == py.shape[0]:
         squared = (px.sort(dim=0).values - py.sort(dim=0).values) ** 2
     else:
         size = max(px.shape[0], py.shape[0])
-        levels = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+        levels = (torch.arange(size, dtype=x.dtype, device=x.device) + 0.5) / size
         squared = (_quantiles(px, levels) - _quantiles(py, levels)) ** 2
     return math.sqrt(squared.mean().item())
 
@@ -118,7 +144,8 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float = 1.0) -> float:
     check_positive(bandwidth, "bandwidth")
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise ValueError("x and y must each hold at least two samples")
-    x, y = x.double(), y.double()
+    x = _float64(x)
+    y = _float64(y).to(x.device)
 
     def kernel_mean(a: Tensor, b: Tensor, same: bool) -> Tensor:
         k = torch.exp(-torch.cdist(a, b) ** 2 / (2 * bandwidth**2))
@@ -144,10 +171,10 @@ def wasserstein(x: Tensor, y: Tensor, max_points: int = 5000) -> float:
     check_count(max_points, "max_points")
     if max(x.shape[0], y.shape[0]) > max_points:
         raise ValueError(f"x and y must hold at most max_points={max_points} points (exact OT is cubic)")
-    a, b = x.double().numpy(), y.double().numpy()
+    a, b = _numpy(x), _numpy(y)
     cost = ot.dist(a, b, metric="sqeuclidean")
-    weights_a = torch.full((a.shape[0],), 1 / a.shape[0], dtype=torch.float64).numpy()
-    weights_b = torch.full((b.shape[0],), 1 / b.shape[0], dtype=torch.float64).numpy()
+    weights_a = np.full(a.shape[0], 1 / a.shape[0])
+    weights_b = np.full(b.shape[0], 1 / b.shape[0])
     return math.sqrt(max(float(ot.emd2(weights_a, weights_b, cost, numItermax=10**7)), 0.0))
 
 
@@ -197,12 +224,14 @@ def sampler_sweep(
         raise ValueError(f"methods must be among {sorted(EVALUATIONS_PER_STEP)}, got {unknown}")
     for count in steps:
         check_count(count, "steps")
-    x0 = source.sample(n, torch.Generator().manual_seed(seed)).to(reference.dtype)
+    x0 = source.sample(n, torch.Generator().manual_seed(seed)).to(reference)
     results = []
     for method in methods:
         for count in steps:
+            _synchronise(x0.device)
             start = time.perf_counter()
-            samples = simulate(ode, x0, time_grid(count, dtype=x0.dtype), method=method)
+            samples = simulate(ode, x0, time_grid(count, device=x0.device), method=method)
+            _synchronise(x0.device)
             seconds = time.perf_counter() - start
             distance = sliced_wasserstein(samples, reference, projections, torch.Generator().manual_seed(seed))
             results.append(SweepResult(method, count, count * EVALUATIONS_PER_STEP[method], distance, seconds))
@@ -225,9 +254,10 @@ def path_straightness(trajectory: Trajectory) -> float:
         raise ValueError(f"trajectory must be a flowdiff.solvers.Trajectory, got {type(trajectory).__name__}")
     if trajectory.times.shape[0] < 2:
         raise ValueError("trajectory must hold at least two times")
-    states = trajectory.states.flatten(2).double()
-    steps = trajectory.times.diff().double()
-    span = trajectory.times[-1].double() - trajectory.times[0].double()
+    states = _float64(trajectory.states.flatten(2))
+    times = _float64(trajectory.times).to(states.device)
+    steps = times.diff()
+    span = times[-1] - times[0]
     velocities = states.diff(dim=1) / steps[None, :, None]
     chord = (states[:, -1] - states[:, 0]) / span
     deviation = (chord[:, None] - velocities).square().sum(dim=2)
@@ -255,8 +285,8 @@ def gaussian_frechet_distance(mean_x: Tensor, cov_x: Tensor, mean_y: Tensor, cov
     for value, name in ((cov_x, "cov_x"), (cov_y, "cov_y")):
         if not isinstance(value, Tensor) or value.shape != (d, d):
             raise ValueError(f"{name} must have shape ({d}, {d})")
-    mx, my = mean_x.double().numpy(), mean_y.double().numpy()
-    sx, sy = cov_x.double().numpy(), cov_y.double().numpy()
+    mx, my = _numpy(mean_x), _numpy(mean_y)
+    sx, sy = _numpy(cov_x), _numpy(cov_y)
     root_x = _psd_square_root(sx)
     product = root_x @ sy @ root_x
     cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
@@ -272,7 +302,7 @@ def frechet_distance(x: Tensor, y: Tensor) -> float:
     _check_samples(x, y)
     if min(x.shape[0], y.shape[0]) < 2:
         raise ValueError("x and y must hold at least two samples each to estimate a covariance")
-    x, y = x.double(), y.double()
+    x, y = _float64(x), _float64(y)
     return gaussian_frechet_distance(x.mean(0), torch.cov(x.T).reshape(x.shape[1], -1), y.mean(0), torch.cov(y.T).reshape(y.shape[1], -1))
 
 
@@ -309,7 +339,7 @@ def judge_samples(
         feature = classifier.features(chunk)
         features.append(feature)
         predictions.append(classifier.head(feature).argmax(1))
-    accuracy = (torch.cat(predictions) == labels).double().mean().item()
+    accuracy = (torch.cat(predictions) == labels.to(images.device)).sum().item() / labels.shape[0]
     return ClassifierJudgement(accuracy, frechet_distance(torch.cat(features), reference_features))
 
 
@@ -356,10 +386,12 @@ def guidance_sweep(
     check_count(per_class, "per_class")
     if method not in EVALUATIONS_PER_STEP:
         raise ValueError(f"method must be one of {sorted(EVALUATIONS_PER_STEP)}, got {method!r}")
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    device = next(model.parameters()).device
+    labels = torch.arange(num_classes, device=device).repeat_interleave(per_class)
     results = []
     for scale in guidance_scales:
         for count in steps:
+            _synchronise(device)
             start = time.perf_counter()
             images = sample_with_guidance(
                 model, labels, scale, count, shape, method=method, generator=torch.Generator().manual_seed(seed)
@@ -367,6 +399,7 @@ def guidance_sweep(
             if decode is not None:
                 with torch.no_grad():
                     images = decode(images)
+            _synchronise(device)
             seconds = time.perf_counter() - start
             verdict = judge_samples(classifier, images, labels, reference_features)
             results.append(

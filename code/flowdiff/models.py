@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 
 __all__ = ["perceptron", "FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier"]
@@ -44,6 +45,11 @@ class FourierTimeEmbedding(nn.Module):
     Frequencies ``ω_j ~ N(0, scale²)`` are drawn once, from a fixed seed,
     and kept as a buffer, so a saved model reloads with the same features.
 
+    The angles are computed in the module's dtype but at least float32, and
+    the features returned in the module's dtype: in bfloat16 an angle of 60
+    would be off by up to a quarter radian, and times ``1 − 10⁻³`` and ``1``
+    would coincide. So pass ``t`` in its own (float32) precision.
+
     Args:
         features: output width, even.
         scale: standard deviation of the frequencies.
@@ -57,11 +63,12 @@ class FourierTimeEmbedding(nn.Module):
             raise ValueError(f"features must be even, got {features}")
         self.scale = scale
         generator = torch.Generator().manual_seed(0)
-        self.register_buffer("frequencies", scale * torch.randn(features // 2, generator=generator))
+        self.register_buffer("frequencies", scale * _random.randn((features // 2,), generator=generator))
 
     def forward(self, t: Tensor) -> Tensor:
-        angles = 2 * math.pi * t[:, None] * self.frequencies
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        precise = torch.promote_types(self.frequencies.dtype, torch.float32)
+        angles = 2 * math.pi * t.to(precise)[:, None] * self.frequencies.to(precise)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(self.frequencies.dtype)
 
 
 class MLPVectorField(nn.Module):
@@ -96,7 +103,7 @@ class MLPVectorField(nn.Module):
         if not isinstance(t, Tensor) or t.shape != (x.shape[0],):
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample, got {shape}")
-        features = torch.cat([x, self.time_embedding(t.to(x.dtype)).to(x.dtype)], dim=1)
+        features = torch.cat([x, self.time_embedding(t).to(x.dtype)], dim=1)
         return self.network(features)
 
 
@@ -138,7 +145,7 @@ class ConditionalMLPVectorField(nn.Module):
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample, got {shape}")
         _check_labels(labels, x.shape[0], self.num_classes + 1)
-        time = self.time_embedding(t.to(x.dtype)).to(x.dtype)
+        time = self.time_embedding(t).to(x.dtype)
         label = self.label_embedding(labels).to(x.dtype)
         return self.network(torch.cat([x, time, label], dim=1))
 
@@ -274,7 +281,7 @@ class UNet(nn.Module):
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample, got {shape}")
         _check_labels(labels, x.shape[0], self.num_classes + 1)
-        embedding = self.embed(t.to(x.dtype), labels)
+        embedding = self.embed(t, labels)
         h = self.stem(x)
         skips = []
         for encoder in self.encoders:

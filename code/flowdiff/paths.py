@@ -36,6 +36,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_positive, check_unit_time
 from flowdiff.distributions import GaussianMixture
 
@@ -51,10 +52,14 @@ __all__ = [
 
 
 def _column(t: Tensor, x: Tensor) -> Tensor:
-    """Reshape per-sample times ``(n,)`` to broadcast against a batch ``x`` of shape ``(n, ...)``."""
+    """Reshape per-sample times ``(n,)`` to broadcast against a batch ``x`` of shape ``(n, ...)``.
+
+    The times move to ``x``'s device in ``x``'s dtype, but at least ``float32``:
+    ``1 - t`` near the data end would round to zero in ``bfloat16``.
+    """
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample, got shape {tuple(t.shape)}")
-    return t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+    return t.reshape(-1, *([1] * (x.ndim - 1))).to(device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
 
 
 def _check_pair(x: Tensor, z: Tensor, x_name: str = "x", z_name: str = "z") -> None:
@@ -202,7 +207,8 @@ class GaussianPath:
         check_unit_time(t)
         s = self.scheduler
         t = _column(t, x)
-        return s.alpha(t), s.beta(t), s.alpha_dot(t), s.beta_dot(t)
+        # Evaluated in at least float32 (see _column), then given the batch's dtype.
+        return tuple(c.to(x.dtype) for c in (s.alpha(t), s.beta(t), s.alpha_dot(t), s.beta_dot(t)))
 
     def sample(
         self, z: Tensor, t: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None
@@ -216,7 +222,7 @@ class GaussianPath:
         if noise is None:
             if not isinstance(z, Tensor) or z.ndim < 2:
                 raise ValueError("z must be a batch-first tensor of shape (n, ...)")
-            noise = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+            noise = _random.randn(z.shape, like=z, generator=generator)
         _check_pair(noise, z, "noise", "z")
         alpha, beta, _, _ = self._coefficients(t, z)
         return alpha * z + beta * noise
@@ -260,7 +266,7 @@ class GaussianPath:
             raise ValueError("x must have shape (n, d)")
         check_unit_time(t)
         _column(t, x)
-        s, t = self.scheduler, t.to(x.dtype)
+        s, t = self.scheduler, t.to(x)
         denoised, score = data.noised_posterior(x, s.alpha(t), s.beta(t))
         return denoised, score, s.alpha_dot(t)[:, None], s.beta_beta_dot(t)[:, None]
 
@@ -294,7 +300,7 @@ class GaussianPath:
         """
         _check_pair(x, score, "x", "score")
         alpha, beta, alpha_dot, beta_dot = self._coefficients(t, x)
-        beta_beta_dot = self.scheduler.beta_beta_dot(_column(t, x))
+        beta_beta_dot = self.scheduler.beta_beta_dot(_column(t, x)).to(x.dtype)
         return (beta**2 * alpha_dot / alpha - beta_beta_dot) * score + (alpha_dot / alpha) * x
 
     def score_from_vector_field(self, vector_field: Tensor, x: Tensor, t: Tensor) -> Tensor:
@@ -307,7 +313,7 @@ class GaussianPath:
         """
         _check_pair(x, vector_field, "x", "vector_field")
         alpha, beta, alpha_dot, beta_dot = self._coefficients(t, x)
-        beta_beta_dot = self.scheduler.beta_beta_dot(_column(t, x))
+        beta_beta_dot = self.scheduler.beta_beta_dot(_column(t, x)).to(x.dtype)
         return (alpha * vector_field - alpha_dot * x) / (beta**2 * alpha_dot - alpha * beta_beta_dot)
 
     def score_from_noise(self, noise: Tensor, t: Tensor) -> Tensor:

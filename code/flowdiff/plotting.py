@@ -88,19 +88,22 @@ def _frame(ax: Axes, bounds: Bounds) -> None:
     ax.set_aspect("equal")
 
 
-def grid_points(bounds: Bounds = DEFAULT_BOUNDS, resolution: int = 150) -> tuple[np.ndarray, np.ndarray, Tensor]:
+def grid_points(
+    bounds: Bounds = DEFAULT_BOUNDS, resolution: int = 150, device: torch.device | str | None = None
+) -> tuple[np.ndarray, np.ndarray, Tensor]:
     """A ``resolution x resolution`` grid over ``bounds``.
 
     Returns the mesh ``X, Y`` (NumPy arrays for Matplotlib) and the same points
-    as a batch of shape ``(resolution**2, 2)`` to feed a density or a vector field.
+    as a batch of shape ``(resolution**2, 2)`` on ``device`` (default CPU) to
+    feed a density or a vector field that lives there.
     """
     xmin, xmax, ymin, ymax = _check_bounds(bounds)
     check_count(resolution, "resolution")
-    xs = torch.linspace(xmin, xmax, resolution)
-    ys = torch.linspace(ymin, ymax, resolution)
+    xs = torch.linspace(xmin, xmax, resolution, device=device)
+    ys = torch.linspace(ymin, ymax, resolution, device=device)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)
-    return grid_x.numpy(), grid_y.numpy(), points
+    return grid_x.cpu().numpy(), grid_y.cpu().numpy(), points
 
 
 def plot_density(
@@ -110,11 +113,12 @@ def plot_density(
     resolution: int = 150,
     levels: int = 12,
     cmap: str = "Blues",
+    device: torch.device | str | None = None,
 ) -> None:
-    """Filled contours of ``exp(log_density(x))`` over a 2-D window."""
-    grid_x, grid_y, points = grid_points(bounds, resolution)
+    """Filled contours of ``exp(log_density(x))`` over a 2-D window; the points are made on ``device``."""
+    grid_x, grid_y, points = grid_points(bounds, resolution, device)
     with torch.no_grad():
-        density = torch.exp(log_density(points)).reshape(grid_x.shape).numpy()
+        density = torch.exp(log_density(points)).reshape(grid_x.shape).detach().cpu().numpy()
     ax.contourf(grid_x, grid_y, density, levels=levels, cmap=cmap)
     _frame(ax, _check_bounds(bounds))
 
@@ -136,11 +140,12 @@ def plot_vector_field(
     bounds: Bounds = DEFAULT_BOUNDS,
     resolution: int = 17,
     color: str = "0.35",
+    device: torch.device | str | None = None,
 ) -> None:
-    """Arrows of a 2-D vector field ``u_t(x)`` at time ``t`` on a coarse grid."""
-    grid_x, grid_y, points = grid_points(bounds, resolution)
+    """Arrows of a 2-D vector field ``u_t(x)`` at time ``t`` on a coarse grid; the points are made on ``device``."""
+    grid_x, grid_y, points = grid_points(bounds, resolution, device)
     with torch.no_grad():
-        velocity = vector_field(points, torch.full((points.shape[0],), float(t))).numpy()
+        velocity = vector_field(points, points.new_full((points.shape[0],), float(t))).detach().cpu().numpy()
     ax.quiver(grid_x, grid_y, velocity[:, 0].reshape(grid_x.shape), velocity[:, 1].reshape(grid_x.shape),
               color=color, angles="xy", pivot="mid", width=0.004)
     _frame(ax, _check_bounds(bounds))

@@ -18,6 +18,17 @@ For an SDE ``dX = u_t(X) dt + σ_t(X) dW`` (Chapter 3, Algorithm ``alg-sde-euler
 
 The noise enters once per step with standard deviation ``σ √h``, because
 a Brownian increment over a step ``h`` has variance ``h``.
+
+Devices and precision: the state may live on any device and in any floating
+dtype. The time grid is moved to the state's device and kept in
+:func:`grid_dtype` of the state, the state's dtype but never below
+``float32``: in ``bfloat16`` (8 significant bits) a grid of 1000 steps would
+round neighbouring times to the same number, and a field singular at
+``t = 1`` would be evaluated there. The field therefore receives ``t`` in
+that precision (models cast it to their own dtype when they embed it), and
+each step casts the field's value back to the state's dtype, so the state
+keeps its dtype from start to end. Brownian increments are drawn by
+:mod:`flowdiff._random` (a CPU generator gives the same path on every device).
 """
 
 from __future__ import annotations
@@ -28,12 +39,14 @@ from typing import Callable, Iterator, Union
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_count, check_time_grid
 from flowdiff.dynamics import ODE, SDE
 
 __all__ = [
     "Trajectory",
     "time_grid",
+    "grid_dtype",
     "euler_step",
     "heun_step",
     "midpoint_step",
@@ -61,21 +74,42 @@ class Trajectory:
         return self.states[:, -1]
 
 
-def time_grid(steps: int, start: float = 0.0, end: float = 1.0, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``steps + 1`` equally spaced times from ``start`` to ``end``, shape ``(steps + 1,)``."""
+def time_grid(
+    steps: int,
+    start: float = 0.0,
+    end: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``steps + 1`` equally spaced times from ``start`` to ``end``, shape ``(steps + 1,)``, on ``device``.
+
+    The solvers move the grid to the state's device and :func:`grid_dtype`
+    themselves; ``device`` saves that copy.
+    """
     check_count(steps, "steps")
     if not end > start:
         raise ValueError(f"end must exceed start, got start={start}, end={end}")
-    return torch.linspace(start, end, steps + 1, dtype=dtype)
+    return torch.linspace(start, end, steps + 1, dtype=dtype, device=device)
+
+
+def grid_dtype(state_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the solvers keep times in: the state's, but at least ``float32`` (``float16``/``bfloat16`` give ``float32``)."""
+    return torch.promote_types(state_dtype, torch.float32)
 
 
 def _times_like(x: Tensor, t: Tensor) -> Tensor:
-    return t.to(x.dtype).expand(x.shape[0])
+    """One time per sample, shape ``(n,)``, on ``x``'s device and in the grid's precision (see the module docstring)."""
+    return t.to(device=x.device, dtype=grid_dtype(x.dtype)).expand(x.shape[0])
+
+
+def _velocity(ode: ODE, x: Tensor, t: Tensor) -> Tensor:
+    """``u_t(x)`` in the state's dtype (a field may answer in the times' higher precision)."""
+    return ode.drift(x, _times_like(x, t)).to(x.dtype)
 
 
 def euler_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One explicit Euler step ``x + h u_t(x)`` (Chapter 2, Algorithm ``alg-ode-euler``)."""
-    return x + h * ode.drift(x, _times_like(x, t))
+    return x + h * _velocity(ode, x, t)
 
 
 def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -83,16 +117,16 @@ def heun_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Genera
 
     ``x̃ = x + h u_t(x)``, then ``x + (h/2) (u_t(x) + u_{t+h}(x̃))``.
     """
-    velocity = ode.drift(x, _times_like(x, t))
+    velocity = _velocity(ode, x, t)
     predictor = x + h * velocity
-    corrector = ode.drift(predictor, _times_like(x, t + h))
+    corrector = _velocity(ode, predictor, t + h)
     return x + 0.5 * h * (velocity + corrector)
 
 
 def midpoint_step(ode: ODE, x: Tensor, t: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One explicit midpoint step ``x + h u_{t+h/2}(x + (h/2) u_t(x))`` (Chapter 14, eq. ``eq-fast-midpoint``)."""
-    half = x + 0.5 * h * ode.drift(x, _times_like(x, t))
-    return x + h * ode.drift(half, _times_like(x, t + 0.5 * h))
+    half = x + 0.5 * h * _velocity(ode, x, t)
+    return x + h * _velocity(ode, half, t + 0.5 * h)
 
 
 def euler_maruyama_step(
@@ -100,9 +134,9 @@ def euler_maruyama_step(
 ) -> Tensor:
     """One Euler–Maruyama step ``x + h u_t(x) + σ_t(x) √h z`` (Chapter 3, Algorithm ``alg-sde-euler-maruyama``)."""
     times = _times_like(x, t)
-    sigma = sde.diffusion(x, times).reshape(-1, *([1] * (x.ndim - 1)))
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return x + h * sde.drift(x, times) + sigma * torch.sqrt(h) * noise
+    sigma = sde.diffusion(x, times).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    noise = _random.randn(x.shape, like=x, generator=generator)
+    return x + h * sde.drift(x, times).to(x.dtype) + sigma * torch.sqrt(h) * noise
 
 
 Step = Callable[..., Tensor]
@@ -140,7 +174,8 @@ def _states(
     step = _resolve(dynamics, method)
     _check_start(x0)
     check_time_grid(times)
-    times = times.to(x0.dtype)
+    times = times.to(device=x0.device, dtype=grid_dtype(x0.dtype))
+    check_time_grid(times)  # again: a grid given in float64 must not collapse in float32
     x = x0
     yield x
     for t, t_next in zip(times[:-1], times[1:]):
@@ -164,16 +199,18 @@ def simulate_trajectory(
         times: strictly increasing grid, shape ``(T,)`` (see :func:`time_grid`).
         method: ``"euler"``, ``"heun"`` or ``"midpoint"`` for an ODE (default Euler),
             ``"euler_maruyama"`` for an SDE (the default there).
-        generator: seeds the Brownian increments of an SDE.
+        generator: seeds the Brownian increments of an SDE (see :mod:`flowdiff._random`
+            for how its device meets the state's).
 
     Returns:
-        A :class:`Trajectory` with ``states`` of shape ``(n, T, ...)``.
+        A :class:`Trajectory` with ``states`` of shape ``(n, T, ...)`` and ``times`` on the
+        states' device, in :func:`grid_dtype` of the states.
 
     Runs without autograd; a drift that needs gradients (such as gradient
     guidance) opens ``torch.enable_grad()`` itself.
     """
     states = list(_states(dynamics, x0, times, method, generator))
-    return Trajectory(times=times.to(x0.dtype), states=torch.stack(states, dim=1))
+    return Trajectory(times=times.to(device=x0.device, dtype=grid_dtype(x0.dtype)), states=torch.stack(states, dim=1))
 
 
 @torch.no_grad()
@@ -237,9 +274,9 @@ def solve_adaptive(
     def field(t: Tensor, x: Tensor) -> Tensor:
         nonlocal evaluations
         evaluations += 1
-        return ode.drift(x, _times_like(x, t))
+        return _velocity(ode, x, t)
 
-    times = torch.tensor([start, end], dtype=x0.dtype, device=x0.device)
+    times = torch.tensor([start, end], dtype=grid_dtype(x0.dtype), device=x0.device)
     # A learned field is only defined on [start, end]: the first step is fixed (the automatic choice probes
     # beyond the interval) and no step may pass the end.
     options = {"first_step": (end - start) / 100, "step_t": times[1:]}

@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count
 from flowdiff.models import FourierTimeEmbedding, perceptron
 from flowdiff.strokes import slant, stroke_thickness
@@ -68,7 +69,7 @@ def caption_scheme(images: Tensor) -> CaptionScheme:
     """
     thickness = stroke_thickness(images).double()
     slants = slant(images).double()
-    levels = torch.tensor([1 / 3, 2 / 3], dtype=torch.float64)
+    levels = torch.tensor([1 / 3, 2 / 3], dtype=torch.float64, device=thickness.device)
     corners = [(0, 0), (2, 2), (0, 2), (2, 0)]
     held_out = tuple((digit, *corners[digit % 4]) for digit in range(10))
     return CaptionScheme(
@@ -80,9 +81,10 @@ def caption_scheme(images: Tensor) -> CaptionScheme:
 
 def stroke_classes(images: Tensor, scheme: CaptionScheme) -> tuple[Tensor, Tensor]:
     """Thickness class (0 thin, 1 medium, 2 thick) and slant class (0 left, 1 upright, 2 right) of each image, shapes ``(n,)``."""
-    thickness = torch.bucketize(stroke_thickness(images).double(), torch.tensor(scheme.thickness_bounds, dtype=torch.float64))
-    slants = torch.bucketize(slant(images).double(), torch.tensor(scheme.slant_bounds, dtype=torch.float64))
-    return thickness, slants
+    thickness, slants = stroke_thickness(images).double(), slant(images).double()
+    thickness_bounds = torch.tensor(scheme.thickness_bounds, dtype=torch.float64, device=images.device)
+    slant_bounds = torch.tensor(scheme.slant_bounds, dtype=torch.float64, device=images.device)
+    return torch.bucketize(thickness, thickness_bounds), torch.bucketize(slants, slant_bounds)
 
 
 def caption(digit: int, thickness: int | None, slant_class: int | None, variant: int = 0) -> str:
@@ -133,8 +135,8 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
-    def encode(self, captions: Sequence[str], length: int = 12) -> Tensor:
-        """Token ids of each caption, padded to ``length``, shape ``(n, length)``."""
+    def encode(self, captions: Sequence[str], length: int = 12, device: torch.device | str | None = None) -> Tensor:
+        """Token ids of each caption, padded to ``length``, shape ``(n, length)``, on ``device`` (default CPU)."""
         check_count(length, "length")
         rows = []
         for text in captions:
@@ -145,7 +147,7 @@ class Vocabulary:
             if len(tokens) > length:
                 raise ValueError(f"caption {text!r} has {len(tokens)} words, more than length={length}")
             rows.append([self.index[t] for t in tokens] + [self.PAD] * (length - len(tokens)))
-        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), length)
+        return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(rows), length)
 
 
 class TextEncoder(nn.Module):
@@ -170,7 +172,7 @@ class TextEncoder(nn.Module):
             raise ValueError(f"features ({features}) must be divisible by heads ({heads})")
         self.length = length
         self.tokens = nn.Embedding(vocabulary_size, features, padding_idx=Vocabulary.PAD)
-        self.positions = nn.Parameter(0.02 * torch.randn(length, features))
+        self.positions = nn.Parameter(0.02 * _random.randn((length, features)))
         layer = nn.TransformerEncoderLayer(features, heads, dim_feedforward=2 * features, dropout=0.0, batch_first=True)
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.output = nn.Linear(features, features)
@@ -222,6 +224,6 @@ class PromptedMLPVectorField(nn.Module):
             raise ValueError(f"t must have shape ({x.shape[0]},), one time per sample")
         if not isinstance(tokens, Tensor) or tokens.shape[0] != x.shape[0]:
             raise ValueError(f"tokens must hold one prompt per sample ({x.shape[0]})")
-        time = self.time_embedding(t.to(x.dtype)).to(x.dtype)
+        time = self.time_embedding(t).to(x.dtype)
         text = self.text_encoder(tokens).to(x.dtype)
         return self.network(torch.cat([x, time, text], dim=1))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 
 __all__ = ["VAE", "VAELoss", "gaussian_kl", "reparameterise", "vae_loss", "gaussian_elbo"]
@@ -51,7 +52,7 @@ def gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
 def reparameterise(mean: Tensor, log_var: Tensor, generator: torch.Generator | None = None) -> Tensor:
     r"""A draw ``z = μ + e^{v/2} ⊙ ε``, ``ε ~ N(0, I)``, differentiable in ``μ`` and ``v`` (Chapter 11, eq. ``eq-latent-reparameterisation``)."""
     _check_gaussian(mean, log_var)
-    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    noise = _random.randn(mean.shape, like=mean, generator=generator)
     return mean + (0.5 * log_var).exp() * noise
 
 
