@@ -52,6 +52,13 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("text.py", "TextEncoder.__init__"): (
         "creates parameters in a module constructor, on the CPU like every torch.nn layer's; module.to(device) moves them"
     ),
+    ("discrete.py", "VarianceExplodingChain.times"): (
+        "a property of a chain of Python floats, with no input to take a device from: the float64 grid is "
+        "bookkeeping that the sampler moves to its state's device and dtype, and that chapters plot with .numpy()"
+    ),
+    ("training.py", "TrainingHistory.smoothed"): (
+        "smooths the list of Python-float losses for a plot and returns Python floats: CPU bookkeeping, no input tensor"
+    ),
     ("paths.py", "GaussianPath.marginal"): (
         "evaluates the scheduler at one Python float to build a closed-form law; the numbers leave as Python floats"
     ),

@@ -42,6 +42,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 from flowdiff.paths import NoisableData, Scheduler
 from flowdiff.solvers import Trajectory
@@ -74,11 +75,10 @@ def standard_normal_like(x: Tensor, generator: torch.Generator | None = None) ->
     """A draw of ``N(0, I)`` with the shape, dtype and device of ``x``.
 
     The draw is made on the generator's device (a CPU generator cannot fill
-    a CUDA tensor) and then moved to ``x``'s, so one seed gives the same
-    numbers whatever device ``x`` lives on.
+    a CUDA tensor) and then moved to ``x``'s (:mod:`flowdiff._random`), so
+    one seed gives the same numbers whatever device ``x`` lives on.
     """
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+    return _random.randn(x.shape, like=x, generator=generator)
 
 
 def book_time(s: Tensor) -> Tensor:
@@ -296,27 +296,37 @@ class AlphaBarSchedule:
         self.alpha_bar = alpha_bar.to(torch.float64)
 
     @classmethod
-    def linear(cls, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> AlphaBarSchedule:
-        r"""Ho et al.'s schedule: ``β_k`` linear from ``beta_start`` to ``beta_end``, ``ᾱ_k = ∏_{j≤k}(1 - β_j)``."""
+    def linear(
+        cls, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, device: torch.device | str | None = None
+    ) -> AlphaBarSchedule:
+        r"""Ho et al.'s schedule: ``β_k`` linear from ``beta_start`` to ``beta_end``, ``ᾱ_k = ∏_{j≤k}(1 - β_j)``.
+
+        The table lives on ``device`` (the CPU when ``None``, as with torch's
+        own constructors); the samplers read it as Python floats, so it need
+        not follow the samples.
+        """
         check_count(steps, "steps")
         check_positive(beta_start, "beta_start")
         if not beta_start <= beta_end < 1:
             raise ValueError(f"beta_end must lie in [beta_start, 1), got {beta_end}")
-        betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+        betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64, device=device)
         return cls(torch.cumprod(1 - betas, dim=0))
 
     @classmethod
-    def cosine(cls, steps: int = 1000, offset: float = 0.008, max_beta: float = 0.999) -> AlphaBarSchedule:
+    def cosine(
+        cls, steps: int = 1000, offset: float = 0.008, max_beta: float = 0.999, device: torch.device | str | None = None
+    ) -> AlphaBarSchedule:
         r"""Nichol & Dhariwal's schedule ``ᾱ_k = f((k+1)/T) / f(0)``, ``f(u) = cos²(π/2 · (u + offset)/(1 + offset))``.
 
         As in their code, each ``β_k = 1 - ᾱ_k/ᾱ_{k-1}`` is capped at
         ``max_beta``, which only changes the last steps, where ``f`` reaches 0.
+        The table lives on ``device``, as in :meth:`linear`.
         """
         check_count(steps, "steps")
         check_positive(offset, "offset")
         if not 0 < max_beta < 1:
             raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
-        u = torch.arange(steps + 1, dtype=torch.float64) / steps
+        u = torch.arange(steps + 1, dtype=torch.float64, device=device) / steps
         f = torch.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
         return cls(torch.cumprod(1 - betas, dim=0))
@@ -334,7 +344,7 @@ class AlphaBarSchedule:
 
     def book_time(self) -> Tensor:
         """The book's time ``t_k = 1 - (k + 1)/T`` of each level, shape ``(T,)``: ``t = 1`` is the data."""
-        return 1 - torch.arange(1, self.steps + 1, dtype=torch.float64) / self.steps
+        return 1 - torch.arange(1, self.steps + 1, dtype=torch.float64, device=self.alpha_bar.device) / self.steps
 
     def noise_level(self) -> Tensor:
         r"""``σ_k = √((1 - ᾱ_k)/ᾱ_k)``, the variance-exploding noise level of eq. ``eq-dd-rescale``, shape ``(T,)``."""

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowdiff import _random
 from flowdiff.artifacts import CheckpointError, Recipe, TrainingRun, config_hash, load_or_train
 from flowdiff.data import load_mnist
 from flowdiff.coupling import pair_by_optimal_transport
@@ -76,7 +77,8 @@ def _build_classifier(config: Mapping[str, Any]) -> nn.Module:
 
 def _shift(images: Tensor, generator: torch.Generator, pixels: int) -> Tensor:
     """Translate a batch by a random offset of at most ``pixels`` in each direction (augmentation)."""
-    dx, dy = torch.randint(-pixels, pixels + 1, (2,), generator=generator, device=generator.device).tolist()
+    # An offset in {0, …, 2p} shifted by -p: the same draws as torch.randint(-p, p + 1) on the CPU.
+    dx, dy = (_random.randint(2 * pixels + 1, (2,), generator=generator) - pixels).tolist()
     return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
 
 
@@ -87,7 +89,7 @@ def _train_classifier(model: nn.Module, config: Mapping[str, Any], device: torch
     size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(data), (size,), generator=generator, device=generator.device).to(device)
+        index = _random.randint(len(data), (size,), device=device, generator=generator)
         batch = _shift(images[index], generator, config["shift"])
         return F.cross_entropy(network(batch), labels[index])
 
@@ -142,10 +144,10 @@ def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.devic
     size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(data), (size,), generator=generator, device=generator.device)
+        index = _random.randint(len(data), (size,), like=data.labels, generator=generator)
         kept = drop_labels(data.labels[index], config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, 1, 28, 28), generator=generator, device=generator.device).to(device)
-        t = torch.rand(size, generator=generator, device=generator.device).to(device)
+        noise = _random.randn((size, 1, 28, 28), like=images, generator=generator)
+        t = _random.rand((size,), like=images, generator=generator)
         return conditional_flow_matching_loss(
             lambda x, time: network(x, time, kept), path, images[index.to(device)], x0=noise, t=t
         )
@@ -206,7 +208,7 @@ def _train_vae(model: nn.Module, config: Mapping[str, Any], device: torch.device
     size = per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(images), (size,), generator=generator, device=generator.device).to(device)
+        index = _random.randint(len(images), (size,), like=images, generator=generator)
         return vae_loss(network, images[index], config["kl_weight"], generator).loss
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="VAE")
@@ -224,7 +226,7 @@ def _evaluate_vae(model: nn.Module, config: Mapping[str, Any], directory: Path) 
         reconstruction += (images - decoded).flatten(1).square().sum(dim=1).sum().item()
         kl += gaussian_kl(mean, log_var).sum().item()
         correct += (judge(decoded).argmax(1) == labels).sum().item()
-    prior = model.decode(torch.randn((1000, model.latent_dim), generator=generator, device=generator.device))
+    prior = model.decode(_random.randn((1000, model.latent_dim), like=next(model.parameters()), generator=generator))
     features = mnist_test_features(judge)
     return {
         "judge": CLASSIFIER.name,
@@ -296,10 +298,10 @@ def _train_latent_cfg(model: nn.Module, config: Mapping[str, Any], device: torch
     path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(codes), (size,), generator=generator, device=generator.device)
+        index = _random.randint(len(codes), (size,), like=labels, generator=generator)
         kept = drop_labels(labels[index], config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
-        t = torch.rand(size, generator=generator, device=generator.device).to(device)
+        noise = _random.randn((size, codes.shape[1]), like=codes, generator=generator)
+        t = _random.rand((size,), like=codes, generator=generator)
         return conditional_flow_matching_loss(lambda x, time: network(x, time, kept), path, codes[index.to(device)], x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="latent flow")
@@ -346,11 +348,11 @@ def _train_latent_unconditional(
     path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        batch = codes[torch.randint(len(codes), (size,), generator=generator, device=generator.device).to(device)]
-        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
+        batch = codes[_random.randint(len(codes), (size,), like=codes, generator=generator)]
+        noise = _random.randn((size, codes.shape[1]), like=codes, generator=generator)
         if config["coupling"] == "optimal-transport":
             noise = pair_by_optimal_transport(noise, batch)
-        t = torch.rand(size, generator=generator, device=generator.device).to(device)
+        t = _random.rand((size,), like=codes, generator=generator)
         return conditional_flow_matching_loss(network, path, batch, x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description=config["coupling"])
@@ -362,7 +364,7 @@ def _evaluate_latent_unconditional(model: nn.Module, config: Mapping[str, Any], 
     space = _latent_space(model, config, directory)
     reference = mnist_test_features(judge)
     evaluation = config["evaluation"]
-    noise = torch.randn((evaluation["samples"], space.dim), generator=torch.Generator().manual_seed(0), device="cpu")
+    noise = _random.randn((evaluation["samples"], space.dim), like=next(model.parameters()), generator=torch.Generator().manual_seed(0))
     rows = []
     for steps in evaluation["euler_steps"]:
         codes = simulate(VectorFieldODE(model), noise, time_grid(steps), method="euler")
@@ -412,10 +414,10 @@ def training_captions(
     """Random captions of training images (Chapter 13): each property left out with probability ``drop``,
     and never both properties of a held-out (digit, thickness, slant) class, so its full sentences stay unseen."""
     n = digits.shape[0]
-    keep_thickness = torch.rand(n, generator=generator, device=generator.device) >= drop
-    keep_slant = torch.rand(n, generator=generator, device=generator.device) >= drop
-    variants = torch.randint(12, (n,), generator=generator, device=generator.device)
-    coin = torch.rand(n, generator=generator, device=generator.device) < 0.5
+    keep_thickness = _random.rand((n,), device=digits.device, generator=generator) >= drop
+    keep_slant = _random.rand((n,), device=digits.device, generator=generator) >= drop
+    variants = _random.randint(12, (n,), like=digits, generator=generator)
+    coin = _random.rand((n,), device=digits.device, generator=generator) < 0.5
     held_out = set(scheme.held_out)
     captions = []
     for i in range(n):
@@ -436,11 +438,11 @@ def _train_prompted(model: nn.Module, config: Mapping[str, Any], device: torch.d
     path, size = LinearPath(), per_rank_batch(config["batch_size"])
 
     def loss_fn(network: nn.Module, generator: torch.Generator) -> Tensor:
-        index = torch.randint(len(codes), (size,), generator=generator, device=generator.device)
+        index = _random.randint(len(codes), (size,), like=data.labels, generator=generator)
         texts = training_captions(data.labels[index], thickness[index], slants[index], scheme, config["property_drop"], generator)
         tokens = drop_labels(vocabulary.encode(texts), config["eta"], network.null_label, generator).to(device)
-        noise = torch.randn((size, codes.shape[1]), generator=generator, device=generator.device).to(device)
-        t = torch.rand(size, generator=generator, device=generator.device).to(device)
+        noise = _random.randn((size, codes.shape[1]), like=codes, generator=generator)
+        t = _random.rand((size,), like=codes, generator=generator)
         return conditional_flow_matching_loss(lambda x, time: network(x, time, tokens), path, codes[index.to(device)], x0=noise, t=t)
 
     history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="prompts")
@@ -454,7 +456,6 @@ def prompt_following(
     """How often samples for the full prompt of each (digit, thickness, slant) show the digit, the thickness class and the slant class (Chapter 13)."""
     vocabulary = Vocabulary.of_captions()
     texts = [caption(*triple) for triple in triples for _ in range(per_prompt)]
-    wanted = torch.tensor([triple for triple in triples for _ in range(per_prompt)], device="cpu")
     codes = sample_with_guidance(
         model, vocabulary.encode(texts), guidance_scale, steps, (space.dim,), generator=torch.Generator().manual_seed(seed)
     )
@@ -462,6 +463,7 @@ def prompt_following(
         images = space.decode(codes).clamp(-1, 1)
         digits = torch.cat([judge(chunk).argmax(1) for chunk in images.split(1000)])
     thickness, slants = stroke_classes(images, scheme)
+    wanted = torch.tensor([triple for triple in triples for _ in range(per_prompt)], device=digits.device)
     return {
         "digit": round((digits == wanted[:, 0]).double().mean().item(), 4),
         "thickness": round((thickness == wanted[:, 1]).double().mean().item(), 4),

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
-from flowdiff import distributed
+from flowdiff import _random, distributed
 from flowdiff._checks import check_count, check_positive
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.distributions import Sampleable
@@ -198,7 +198,7 @@ def fit_flow_matching(
         z = data.sample(batch_size, generator).to(dtype)
         x0 = None if source is None else source.sample(batch_size, generator).to(dtype)
         if coupling == "optimal-transport":
-            x0 = torch.randn(z.shape, generator=generator, dtype=dtype, device=z.device) if x0 is None else x0
+            x0 = _random.randn(z.shape, like=z, generator=generator) if x0 is None else x0
             x0 = pair_by_optimal_transport(x0, z)
         return conditional_flow_matching_loss(network, path, z, x0=x0, generator=generator)
 
