@@ -185,7 +185,8 @@ def test_shipped_classifier_is_accurate_on_held_out_digits() -> None:
 
 
 def test_a_latent_recipe_refuses_an_autoencoder_of_another_configuration() -> None:
-    from flowdiff.recipes import LATENT_CFG, RECIPES, VAE_RECIPE, _autoencoder
+    from flowdiff.recipes import LATENT_CFG, RECIPES, VAE_RECIPE
+    from flowdiff.recipes.latent import _autoencoder
 
     assert LATENT_CFG.config["autoencoder"] == {"name": VAE_RECIPE.name, "config_hash": config_hash(VAE_RECIPE.config)}
     for recipe in RECIPES.values():
@@ -418,9 +419,11 @@ def test_the_device_test_covers_every_recipe() -> None:
 def test_one_training_step_of_every_recipe_runs_on_every_device(name: str, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every parameter gets a gradient: torchrun's DistributedDataParallel needs that (flowdiff.distributed)."""
     from flowdiff import recipes
+    from flowdiff.recipes import classifier, latent, prompted, unet, vae
 
     shipped_hash = config_hash(recipes.RECIPES[name].config)
-    monkeypatch.setattr(recipes, "load_mnist", lambda train=True: stroke_digits())
+    for family in (classifier, unet, vae, latent, prompted):
+        monkeypatch.setattr(family, "load_mnist", lambda train=True: stroke_digits())
     recipe = tiny_version(recipes.RECIPES[name])
     model = recipe.build(recipe.config).to(device)
     run = recipe.train(model, recipe.config, torch.device(device), False, SHIPPED)  # SHIPPED: the autoencoder, read only

@@ -27,7 +27,7 @@ from torch import Tensor
 from flowdiff import _random
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.data import ImageDataset
-from flowdiff.distributions import Empirical, Gaussian, GaussianMixture, LabelledMixture, PointMasses, TOY_DATASETS
+from flowdiff.distributions import Empirical, Gaussian, GaussianMixture, PointMasses
 from flowdiff.dynamics import (
     AffineGaussianFlow,
     BrownianMotion,
@@ -47,6 +47,7 @@ from flowdiff.guidance import (
     guided_vector_field,
     sample_with_guidance,
 )
+from flowdiff.labelled_mixtures import LabelledMixture
 from flowdiff.latent import LatentSpace
 from flowdiff.losses import conditional_flow_matching_loss, denoising_score_matching_loss, flow_matching_loss
 from flowdiff.metrics import frechet_distance, judge_samples, mmd, path_straightness, sliced_wasserstein, wasserstein
@@ -55,6 +56,7 @@ from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath, LinearSche
 from flowdiff.solvers import simulate, simulate_trajectory, solve_adaptive, time_grid
 from flowdiff.steering import GradientSteering, denoised_estimate
 from flowdiff.text import CaptionScheme, PromptedMLPVectorField, TextEncoder, Vocabulary, stroke_classes
+from flowdiff.toy_data import TOY_DATASETS
 from flowdiff.vae import VAE, reparameterise, vae_loss
 
 # The report's plugin (tests/device_report.py); imported by pytest, so the test below imports it lazily.

@@ -9,19 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from flowdiff.distributions import (
-    TOY_DATASETS,
-    Annulus,
-    Checkerboard,
-    Circles,
-    Empirical,
-    Gaussian,
-    GaussianMixture,
-    Moons,
-    Spiral,
-    SwissRoll,
-    toy_dataset,
-)
+from flowdiff.distributions import Empirical, Gaussian, GaussianMixture
+from flowdiff.toy_data import TOY_DATASETS, Annulus, Checkerboard, Circles, Moons, Spiral, SwissRoll, toy_dataset
 
 
 

@@ -14,8 +14,8 @@ import pytest
 import flowdiff
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = [importlib.import_module(f"flowdiff.{info.name}") for info in pkgutil.iter_modules(flowdiff.__path__)
-           if not info.name.startswith("_")]
+MODULES = [importlib.import_module(info.name) for info in pkgutil.walk_packages(flowdiff.__path__, "flowdiff.")
+           if not info.name.rsplit(".", 1)[-1].startswith("_")]
 LABEL = re.compile(r"``((?:eq|alg|prop|thm|def|lem)-[a-z0-9-]+)``")
 
 
@@ -43,7 +43,7 @@ def test_public_object_is_documented_and_typed(name: str, obj) -> None:
 
 
 def test_cited_labels_exist_in_the_book() -> None:
-    source = "\n".join(p.read_text() for p in (ROOT / "code" / "flowdiff").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "code" / "flowdiff").rglob("*.py"))
     book = "\n".join(p.read_text() for p in (ROOT / "book").rglob("*.md"))
     cited = set(LABEL.findall(source))
     assert cited, "the package cites no label of the book"

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from flowdiff.distributions import GaussianMixture, LabelledMixture
+from flowdiff.distributions import GaussianMixture
 from flowdiff.dynamics import VectorFieldODE
 from flowdiff.guidance import (
     ClassifierFreeGuidance,
@@ -21,6 +21,7 @@ from flowdiff.guidance import (
     guided_vector_field,
     sample_with_guidance,
 )
+from flowdiff.labelled_mixtures import LabelledMixture
 from flowdiff.models import ConditionalMLPVectorField
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath
 from flowdiff.solvers import simulate, time_grid

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from flowdiff.distributions import Gaussian, GaussianMixture, Moons
+from flowdiff.distributions import Gaussian, GaussianMixture
 from flowdiff.losses import conditional_flow_matching_loss, denoising_score_matching_loss, flow_matching_loss
 from flowdiff.models import FourierTimeEmbedding, MLPVectorField
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath
+from flowdiff.toy_data import Moons
 from flowdiff.training import TrainingHistory, fit_flow_matching, train
 
 

@@ -17,11 +17,11 @@ from flowdiff.metrics import (
     gaussian_frechet_distance,
     judge_samples,
     mmd,
-    sampler_sweep,
     sliced_wasserstein,
     wasserstein,
 )
 from flowdiff.paths import LinearPath
+from flowdiff.sweeps import sampler_sweep
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -121,8 +121,8 @@ def _excused(offence: Offence, excuses: dict[tuple[str, str], str]) -> bool:
 
 def scan_package() -> list[Offence]:
     offences = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        offences += scan_source(path.read_text(encoding="utf-8"), path.name)
+    for path in sorted(PACKAGE.rglob("*.py")):
+        offences += scan_source(path.read_text(encoding="utf-8"), path.relative_to(PACKAGE).as_posix())
     return offences
 
 

@@ -6,7 +6,7 @@ Loads the shipped checkpoints (`mnist-cfg-unet` and the judge `mnist-classifier`
 it never trains), draws 100 digits of every class for each guidance scale and
 step count from the same noise, and measures the fraction the judge classifies
 as their label and the Frechet distance of the judge's features to the 10,000
-test images (`flowdiff.metrics.guidance_sweep`). The test set's own distance to
+test images (`flowdiff.sweeps.guidance_sweep`). The test set's own distance to
 a disjoint half of itself is reported as the floor.
 
 Target (issue 5): at <= 20 solver steps and the best w, >= 98 % of the 1,000
@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 
 from flowdiff.artifacts import load_or_train, read_manifest
-from flowdiff.metrics import frechet_distance, guidance_sweep
+from flowdiff.metrics import frechet_distance
 from flowdiff.recipes import CFG_UNET, CLASSIFIER, mnist_test_features
+from flowdiff.sweeps import guidance_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "assets" / "checkpoints"

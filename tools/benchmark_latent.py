@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from flowdiff.artifacts import load_or_train
-from flowdiff.metrics import guidance_sweep
 from flowdiff.recipes import CFG_UNET, CLASSIFIER, LATENT_CFG, VAE_RECIPE, mnist_test_features
+from flowdiff.sweeps import guidance_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "assets" / "checkpoints"

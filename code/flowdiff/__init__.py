@@ -2,7 +2,8 @@
 
 Modules, one per idea (the chapter that introduces each is in its docstring):
 
-- :mod:`flowdiff.distributions`: Gaussians, mixtures, point masses and 2-D toy data (Chapter 1)
+- :mod:`flowdiff.distributions`: Gaussians, mixtures, point masses and empirical data, with exact posteriors (Chapter 1)
+- :mod:`flowdiff.toy_data`: the 2-D toy data sets (Chapter 1)
 - :mod:`flowdiff.dynamics`: ODEs and SDEs (Chapters 2, 3 and 6)
 - :mod:`flowdiff.solvers`: Euler, Heun, Euler–Maruyama (Chapters 2 and 3), midpoint and adaptive Dormand–Prince (Chapter 14)
 - :mod:`flowdiff.paths`: schedulers and Gaussian probability paths (Chapter 4)
@@ -12,11 +13,14 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.distributed`: the same loop on several processes or machines, with torchrun (Chapter 10)
 - :mod:`flowdiff.metrics`: sliced Wasserstein, MMD, exact optimal transport (Chapter 5),
   classifier accuracy and Fréchet distance (Chapter 10), straightness of paths (Chapter 14)
+- :mod:`flowdiff.sweeps`: sample quality against solver, steps (Chapter 5) and guidance scale (Chapter 10)
 - :mod:`flowdiff.discrete`: DDPM and DDIM in discrete time (Chapter 7)
+- :mod:`flowdiff.labelled_mixtures`: labelled Gaussian-mixture data and its exact classifier (Chapter 8)
 - :mod:`flowdiff.guidance`: classifier guidance and classifier-free guidance (Chapter 8)
 - :mod:`flowdiff.data`: MNIST as tensors (Chapter 10)
 - :mod:`flowdiff.artifacts`: train-or-load of verified checkpoints (Chapter 10)
-- :mod:`flowdiff.recipes`: the recipes of the shipped checkpoints; ``python -m flowdiff.train`` (Chapters 10, 11, 13, 14)
+- :mod:`flowdiff.recipes`: the recipes of the shipped checkpoints, one module per model family;
+  ``python -m flowdiff.train`` (Chapters 10, 11, 13, 14)
 - :mod:`flowdiff.vae`: a variational autoencoder, the ELBO and the KL weight (Chapter 11)
 - :mod:`flowdiff.latent`: flows on standardised latent codes (Chapter 11)
 - :mod:`flowdiff.steering`: gradient steering of a trained flow at inference time (Chapter 12)

@@ -4,25 +4,24 @@ Introduced in Chapter 1 (*Generation as sampling*). Every distribution
 samples a batch, shape ``(n, d)``, from a seedable ``torch.Generator``;
 those whose density is known in closed form (Gaussians and Gaussian
 mixtures) also give the exact log-density and score, which Chapter 3 uses
-to drive Langevin dynamics and later chapters use as ground truth.
+to drive Langevin dynamics and later chapters use as ground truth. Gaussian
+mixtures and point masses also know their exact posterior mean ``E[X | x]``
+under Gaussian noise (Chapters 4 and 7).
 
-Devices: a distribution with parameters (a Gaussian's mean, a mixture's
-weights, stored points) lives where its parameters live: it samples there,
-and its log-density and score expect ``x`` there (build it from tensors on
-the device you work on). The 2-D toy sets have no parameters: they sample
-on ``device`` (default: the generator's device, else the CPU). Every draw goes through :mod:`flowdiff._random`, so a CPU
-generator gives the same samples on every device.
+The 2-D toy data sets are in :mod:`flowdiff.toy_data`; labelled data with
+its exact classifier, in :mod:`flowdiff.labelled_mixtures`.
 
-The 2-D toy sets are scaled to lie roughly in ``[-3, 3]^2``, the region where
-a standard Gaussian puts almost all its mass, so that a flow from
-``N(0, I)`` to any of them has comparable work to do.
+Devices: a distribution lives where its parameters (a Gaussian's mean, a
+mixture's weights, stored points) live: it samples there, and its
+log-density and score expect ``x`` there (build it from tensors on the
+device you work on). Every draw goes through :mod:`flowdiff._random`, so a
+CPU generator gives the same samples on every device.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -36,16 +35,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "PointMasses",
-    "LabelledMixture",
     "Empirical",
-    "Moons",
-    "Circles",
-    "Spiral",
-    "Checkerboard",
-    "Annulus",
-    "SwissRoll",
-    "TOY_DATASETS",
-    "toy_dataset",
 ]
 
 
@@ -339,77 +329,6 @@ def _noise_arguments(scale: float, noise_std: float) -> tuple[float, float]:
     return float(scale), float(noise_std)
 
 
-class LabelledMixture:
-    r"""Labelled data whose every class is a Gaussian mixture (Chapter 8).
-
-    Class ``y ∈ {0, …, K-1}`` has frequency ``π_y`` and law ``p(x | y)``, a
-    :class:`GaussianMixture`; the unlabelled law is
-    ``p(x) = Σ_y π_y p(x | y)`` (:attr:`mixture`) and Bayes' rule gives the
-    exact classifier ``p(y | x) = π_y p(x | y) / p(x)`` (:meth:`posterior`).
-    :meth:`noised` keeps the labels, so a Gaussian path's ``marginal`` of
-    labelled data is labelled again, and its ``posterior`` is the noisy
-    classifier ``p_t(y | x)`` of classifier guidance.
-
-    Args:
-        classes: one mixture per class, all of the same dimension.
-        prior: the class frequencies ``π``, shape ``(K,)``; uniform when omitted.
-    """
-
-    def __init__(self, classes: Sequence[GaussianMixture], prior: Tensor | None = None) -> None:
-        classes = list(classes)
-        if not classes or not all(isinstance(c, GaussianMixture) for c in classes):
-            raise ValueError("classes must be a non-empty sequence of GaussianMixture")
-        if len({c.dim for c in classes}) != 1:
-            raise ValueError("classes must all have the same dimension")
-        self.classes = classes
-        self.dim = classes[0].dim
-        self.num_classes = len(classes)
-        self.prior = _normalised_weights(prior, self.num_classes, classes[0].weights)
-
-    @classmethod
-    def isotropic(cls, means: Tensor, labels: Tensor, std: float, prior: Tensor | None = None) -> "LabelledMixture":
-        """Components ``N(μ_k, std² I)``, component ``k`` in class ``labels[k]``, equal weights within a class."""
-        means = _as_tensor(means, "means")
-        if not isinstance(labels, Tensor) or labels.shape != (means.shape[0],) or labels.dtype != torch.long:
-            raise ValueError(f"labels must be a long tensor of shape ({means.shape[0]},), one class per mean")
-        count = int(labels.max()) + 1
-        if labels.min() < 0 or any(not torch.any(labels == y) for y in range(count)):
-            raise ValueError("labels must use every class 0, ..., K-1 at least once")
-        return cls([GaussianMixture.isotropic(means[labels == y], std) for y in range(count)], prior)
-
-    @property
-    def mixture(self) -> GaussianMixture:
-        """The unlabelled law ``Σ_y π_y p(x | y)`` as one mixture."""
-        means = torch.cat([c.means for c in self.classes])
-        covs = torch.stack([g.cov for c in self.classes for g in c.components])
-        weights = torch.cat([p * c.weights for p, c in zip(self.prior, self.classes)])
-        return GaussianMixture(means, covs, weights)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Pairs ``(x, y)``: ``y ~ π``, then ``x ~ p(· | y)``; shapes ``(n, d)`` and ``(n,)``."""
-        check_count(n, "n")
-        labels = _random.multinomial(self.prior, n, generator=generator)
-        x = torch.empty(n, self.dim, dtype=self.prior.dtype, device=self.prior.device)
-        for y, law in enumerate(self.classes):
-            chosen = labels == y
-            if chosen.any():
-                x[chosen] = law.sample(int(chosen.sum()), generator)
-        return x, labels
-
-    def class_log_densities(self, x: Tensor) -> Tensor:
-        """``log p(x | y)`` for every class, shape ``(n, K)``."""
-        check_batch(x, "x", self.dim)
-        return torch.stack([law.log_density(x) for law in self.classes], dim=1)
-
-    def posterior(self, x: Tensor) -> Tensor:
-        """The exact classifier ``p(y | x) = π_y p(x | y) / p(x)``, shape ``(n, K)`` (Chapter 8, eq. ``eq-guide-noisy-posterior``)."""
-        return torch.softmax(torch.log(self.prior) + self.class_log_densities(x), dim=1)
-
-    def noised(self, scale: float, noise_std: float) -> "LabelledMixture":
-        """The labelled law of ``(scale · X + noise_std · ε, Y)``: every class noised, the prior kept."""
-        return LabelledMixture([law.noised(scale, noise_std) for law in self.classes], self.prior)
-
-
 class PointMasses(Sampleable):
     r"""A discrete distribution ``Σ_k w_k δ_{a_k}``: finitely many points with weights (Chapter 7).
 
@@ -486,155 +405,3 @@ class Empirical(Sampleable):
         check_count(n, "n")
         index = _random.randint(self.points.shape[0], (n,), like=self.points, generator=generator)
         return self.points[index]
-
-
-class _Toy2D(Sampleable):
-    """A 2-D toy data set, defined only through its sampler."""
-
-    dim = 2
-
-    def __init__(self, noise: float) -> None:
-        check_positive(noise, "noise", allow_zero=True)
-        self.noise = noise
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
-    ) -> Tensor:
-        """``n`` points, shape ``(n, 2)``, in the default dtype, on ``device`` (default: the generator's device, else the CPU)."""
-        check_count(n, "n")
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        uniform = _Uniform(generator, torch.device(device))
-        clean = self._sample_clean(n, uniform)
-        return clean + self.noise * _random.randn((n, 2), device=uniform.device, generator=generator)
-
-    @abstractmethod
-    def _sample_clean(self, n: int, uniform: "_Uniform") -> Tensor:
-        """Points on the noise-free shape, shape ``(n, 2)``, from the uniform draws of ``uniform``."""
-
-
-class _Uniform:
-    """Uniform draws of a toy set on one device from one generator (see :mod:`flowdiff._random`)."""
-
-    def __init__(self, generator: torch.Generator | None, device: torch.device) -> None:
-        self.generator, self.device = generator, device
-
-    def __call__(self, *shape: int) -> Tensor:
-        """Draws uniform on ``[0, 1)`` of the given shape, in the default dtype."""
-        return _random.rand(shape, device=self.device, generator=self.generator)
-
-    def integers(self, high: int, n: int) -> Tensor:
-        """``n`` integers uniform on ``{0, …, high − 1}``."""
-        return _random.randint(high, (n,), device=self.device, generator=self.generator)
-
-
-class Moons(_Toy2D):
-    """Two interleaving half circles (the 'moons' of scikit-learn), centred and scaled by 2."""
-
-    def __init__(self, noise: float = 0.05) -> None:
-        super().__init__(noise)
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        angle = math.pi * uniform(n)
-        upper = uniform(n) < 0.5
-        x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
-        y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
-        return 2 * (torch.stack([x, y], dim=1) - x.new_tensor([0.5, 0.25]))
-
-
-class Circles(_Toy2D):
-    """Two concentric circles of radii 2 and ``2 * factor``, each chosen with probability 1/2."""
-
-    def __init__(self, noise: float = 0.05, factor: float = 0.5) -> None:
-        super().__init__(noise)
-        check_positive(factor, "factor")
-        self.factor = factor
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        angle = 2 * math.pi * uniform(n)
-        inner = uniform(n) < 0.5
-        radius = torch.where(inner, 2 * self.factor, 2.0)
-        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-
-
-class Spiral(_Toy2D):
-    """An Archimedean spiral ``r ∝ θ`` with ``turns`` windings, reaching radius 2.5."""
-
-    def __init__(self, noise: float = 0.05, turns: float = 1.5) -> None:
-        super().__init__(noise)
-        check_positive(turns, "turns")
-        self.turns = turns
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        # sqrt makes the points uniform along the arc rather than in angle.
-        fraction = torch.sqrt(uniform(n))
-        angle = 2 * math.pi * self.turns * fraction
-        radius = 2.5 * fraction
-        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-
-
-class Checkerboard(_Toy2D):
-    """Uniform on the dark squares of a ``squares x squares`` board covering ``[-2, 2]^2``."""
-
-    def __init__(self, squares: int = 4, noise: float = 0.0) -> None:
-        super().__init__(noise)
-        check_count(squares, "squares")
-        if squares < 2:
-            raise ValueError(f"squares must be >= 2, got {squares}")
-        self.squares = squares
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        side = 4.0 / self.squares
-        cells = self.squares**2
-        dark = torch.tensor([c for c in range(cells) if (c // self.squares + c % self.squares) % 2 == 0], device=uniform.device)
-        cell = dark[uniform.integers(len(dark), n)]
-        offset = uniform(n, 2)
-        corner = torch.stack([cell % self.squares, cell // self.squares], dim=1).to(offset.dtype)
-        return -2.0 + side * (corner + offset)
-
-
-class Annulus(_Toy2D):
-    """Uniform on the ring ``inner <= |x| <= outer``: a non-Gaussian *source* (Chapter 5)."""
-
-    def __init__(self, inner: float = 1.0, outer: float = 1.5, noise: float = 0.0) -> None:
-        super().__init__(noise)
-        check_positive(inner, "inner", allow_zero=True)
-        check_positive(outer, "outer")
-        if outer <= inner:
-            raise ValueError(f"outer must exceed inner, got inner={inner}, outer={outer}")
-        self.inner, self.outer = inner, outer
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        # Uniform in area: r^2 is uniform between the squared radii.
-        u = uniform(n)
-        radius = torch.sqrt(self.inner**2 + u * (self.outer**2 - self.inner**2))
-        angle = 2 * math.pi * uniform(n)
-        return radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-
-
-class SwissRoll(_Toy2D):
-    """The 2-D Swiss roll ``(s cos s, s sin s)`` for ``s`` in ``[1.5π, 4.5π]``, scaled by 1/5."""
-
-    def __init__(self, noise: float = 0.1) -> None:
-        super().__init__(noise)
-
-    def _sample_clean(self, n: int, uniform: _Uniform) -> Tensor:
-        s = 1.5 * math.pi * (1 + 2 * uniform(n))
-        return torch.stack([s * torch.cos(s), s * torch.sin(s)], dim=1) / 5
-
-
-TOY_DATASETS: dict[str, type[_Toy2D]] = {
-    "moons": Moons,
-    "circles": Circles,
-    "spiral": Spiral,
-    "checkerboard": Checkerboard,
-    "annulus": Annulus,
-    "swiss_roll": SwissRoll,
-}
-
-
-def toy_dataset(name: str, **kwargs: float) -> Sampleable:
-    """The 2-D toy set called ``name`` (a key of ``TOY_DATASETS``), built with ``kwargs``."""
-    if name not in TOY_DATASETS:
-        raise ValueError(f"name must be one of {sorted(TOY_DATASETS)}, got {name!r}")
-    return TOY_DATASETS[name](**kwargs)

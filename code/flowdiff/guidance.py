@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from flowdiff import _random
 from flowdiff._checks import check_count, check_positive
-from flowdiff.distributions import LabelledMixture
 from flowdiff.dynamics import ODE
+from flowdiff.labelled_mixtures import LabelledMixture
 from flowdiff.paths import GaussianPath, _column
 from flowdiff.solvers import simulate, time_grid
 
@@ -236,7 +236,7 @@ def _check_labelled(path: GaussianPath, data: LabelledMixture) -> None:
     if not isinstance(path, GaussianPath):
         raise ValueError(f"path must be a flowdiff.paths.GaussianPath, got {type(path).__name__}")
     if not isinstance(data, LabelledMixture):
-        raise ValueError(f"data must be a flowdiff.distributions.LabelledMixture, got {type(data).__name__}")
+        raise ValueError(f"data must be a flowdiff.labelled_mixtures.LabelledMixture, got {type(data).__name__}")
 
 
 def exact_conditional_field(path: GaussianPath, data: LabelledMixture) -> ConditionalModel:

@@ -14,9 +14,6 @@ data), each a batch of shape ``(n, d)``:
 - the exact **2-Wasserstein distance** by optimal transport (the POT
   library), affordable for a few thousand points.
 
-:func:`sampler_sweep` measures sample quality against the number of
-solver steps, the table of Chapter 5 and of ``tools/benchmark_samplers.py``.
-
 For images (Chapter 10) a trained classifier judges the samples: the
 fraction it assigns to the label they were generated for, and the
 **Fréchet distance** between Gaussians fitted to its features of the
@@ -26,7 +23,6 @@ samples and of held-out data (eq. ``eq-digits-frechet``),
     d_F^2 = \|\mu_x - \mu_y\|^2 + \operatorname{tr}\bigl(\Sigma_x + \Sigma_y - 2 (\Sigma_x^{1/2} \Sigma_y \Sigma_x^{1/2})^{1/2}\bigr),
 
 FID's formula with the book's own MNIST classifier in place of Inception.
-:func:`guidance_sweep` measures both over guidance scales and step counts.
 
 :func:`path_straightness` (Chapter 14) measures how far simulated paths
 are from straight lines, the property that lets few solver steps suffice.
@@ -36,14 +32,15 @@ Devices: the distances are computed in float64 on the samples' device
 Python floats. The exact ``W_2`` and the Fréchet distance hand their small
 matrices to POT and NumPy, so those two copy to the CPU, explicitly, at
 that boundary.
+
+The experiments that apply these measures over solvers, step counts and
+guidance scales are in :mod:`flowdiff.sweeps`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import ot
@@ -52,28 +49,18 @@ from torch import Tensor, nn
 
 from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
-from flowdiff.distributions import Sampleable
-from flowdiff.dynamics import ODE
-from flowdiff.guidance import sample_with_guidance
-from flowdiff.solvers import Trajectory, simulate, time_grid
+from flowdiff.solvers import Trajectory
 
 __all__ = [
     "sliced_wasserstein",
     "mmd",
     "wasserstein",
-    "SweepResult",
-    "sampler_sweep",
     "gaussian_frechet_distance",
     "frechet_distance",
     "ClassifierJudgement",
     "judge_samples",
-    "GuidanceResult",
-    "guidance_sweep",
     "path_straightness",
 ]
-
-EVALUATIONS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2}
-
 
 def _check_samples(x: Tensor, y: Tensor) -> None:
     check_batch(x, "x")
@@ -90,12 +77,6 @@ def _float64(x: Tensor) -> Tensor:
 def _numpy(x: Tensor) -> np.ndarray:
     """``x`` as a float64 NumPy array, for the libraries (POT, NumPy's eigensolver) that run on the CPU."""
     return x.detach().cpu().double().numpy()
-
-
-def _synchronise(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a wall-clock time measures the computation, not its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _quantiles(values: Tensor, levels: Tensor) -> Tensor:
@@ -176,66 +157,6 @@ def wasserstein(x: Tensor, y: Tensor, max_points: int = 5000) -> float:
     weights_a = np.full(a.shape[0], 1 / a.shape[0])
     weights_b = np.full(b.shape[0], 1 / b.shape[0])
     return math.sqrt(max(float(ot.emd2(weights_a, weights_b, cost, numItermax=10**7)), 0.0))
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """One cell of a sampler sweep: the method, its steps and network evaluations, the distance, the time."""
-
-    method: str
-    steps: int
-    evaluations: int
-    sliced_w2: float
-    seconds: float
-
-
-def sampler_sweep(
-    ode: ODE,
-    source: Sampleable,
-    reference: Tensor,
-    methods: Sequence[str] = ("euler", "heun"),
-    steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 100),
-    n: int = 2000,
-    seed: int = 0,
-    projections: int = 256,
-) -> list[SweepResult]:
-    """Sample quality against solver and number of steps (Chapter 5).
-
-    For every method and step count, integrates ``ode`` from the same ``n``
-    source points over ``[0, 1]`` and measures the sliced ``W_2`` of the
-    result to ``reference`` (held-out data) with the same directions.
-
-    Args:
-        ode: the learned flow, e.g. ``VectorFieldODE(model)``.
-        source: the initial distribution.
-        reference: held-out data, shape ``(m, d)``.
-        methods: solver names of :func:`flowdiff.solvers.simulate` (``"euler"``, ``"heun"``).
-        steps: step counts.
-        n: number of generated points.
-        seed: seeds the source points and the projection directions.
-        projections: directions of the sliced distance.
-    """
-    if not isinstance(ode, ODE):
-        raise ValueError(f"ode must be a flowdiff.dynamics.ODE, got {type(ode).__name__}")
-    check_batch(reference, "reference", source.dim)
-    check_count(n, "n")
-    unknown = [m for m in methods if m not in EVALUATIONS_PER_STEP]
-    if unknown:
-        raise ValueError(f"methods must be among {sorted(EVALUATIONS_PER_STEP)}, got {unknown}")
-    for count in steps:
-        check_count(count, "steps")
-    x0 = source.sample(n, torch.Generator().manual_seed(seed)).to(reference)
-    results = []
-    for method in methods:
-        for count in steps:
-            _synchronise(x0.device)
-            start = time.perf_counter()
-            samples = simulate(ode, x0, time_grid(count, device=x0.device), method=method)
-            _synchronise(x0.device)
-            seconds = time.perf_counter() - start
-            distance = sliced_wasserstein(samples, reference, projections, torch.Generator().manual_seed(seed))
-            results.append(SweepResult(method, count, count * EVALUATIONS_PER_STEP[method], distance, seconds))
-    return results
 
 
 def path_straightness(trajectory: Trajectory) -> float:
@@ -341,70 +262,3 @@ def judge_samples(
         predictions.append(classifier.head(feature).argmax(1))
     accuracy = (torch.cat(predictions) == labels.to(images.device)).sum().item() / labels.shape[0]
     return ClassifierJudgement(accuracy, frechet_distance(torch.cat(features), reference_features))
-
-
-@dataclass(frozen=True)
-class GuidanceResult:
-    """One cell of a guidance sweep: scale ``w``, solver, steps, solver evaluations of the guided field, the judgement, the time.
-
-    ``evaluations`` counts calls of the guided field; at ``w != 1`` each runs the network twice (conditional and
-    unconditional, in one batch), so the network evaluations (NFE, as the book counts them) are twice as many.
-    """
-
-    guidance_scale: float
-    method: str
-    steps: int
-    evaluations: int
-    accuracy: float
-    frechet: float
-    seconds: float
-
-
-def guidance_sweep(
-    model: nn.Module,
-    classifier: nn.Module,
-    reference_features: Tensor,
-    guidance_scales: Sequence[float],
-    steps: Sequence[int],
-    per_class: int = 100,
-    method: str = "euler",
-    seed: int = 0,
-    num_classes: int = 10,
-    shape: tuple[int, ...] = (1, 28, 28),
-    decode: Callable[[Tensor], Tensor] | None = None,
-) -> list[GuidanceResult]:
-    """Classifier-judged quality of guided samples over scales ``w`` and step counts (Chapter 10).
-
-    For each ``(w, steps)`` draws ``per_class`` samples of every class from
-    the same initial noise and judges them with :func:`judge_samples`. A
-    guided evaluation at ``w != 1`` runs the network on a double batch;
-    ``evaluations`` counts solver evaluations of the guided field, half the
-    network evaluations (NFE) at ``w != 1``. A latent
-    model (Chapter 11) passes ``shape=(k,)`` and ``decode``, which maps its
-    samples to images; the time then includes decoding.
-    """
-    check_count(per_class, "per_class")
-    if method not in EVALUATIONS_PER_STEP:
-        raise ValueError(f"method must be one of {sorted(EVALUATIONS_PER_STEP)}, got {method!r}")
-    device = next(model.parameters()).device
-    labels = torch.arange(num_classes, device=device).repeat_interleave(per_class)
-    results = []
-    for scale in guidance_scales:
-        for count in steps:
-            _synchronise(device)
-            start = time.perf_counter()
-            images = sample_with_guidance(
-                model, labels, scale, count, shape, method=method, generator=torch.Generator().manual_seed(seed)
-            )
-            if decode is not None:
-                with torch.no_grad():
-                    images = decode(images)
-            _synchronise(device)
-            seconds = time.perf_counter() - start
-            verdict = judge_samples(classifier, images, labels, reference_features)
-            results.append(
-                GuidanceResult(
-                    float(scale), method, count, count * EVALUATIONS_PER_STEP[method], verdict.accuracy, verdict.frechet, seconds
-                )
-            )
-    return results
