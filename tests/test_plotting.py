@@ -84,7 +84,7 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda ax: plot_samples(ax, torch.randn(5, 3)), "x"),
+        (lambda ax: plot_samples(ax, torch.randn(5, 3)), r"^x must have 2 columns"),
         (lambda ax: plot_density(ax, lambda x: x[:, 0], bounds=(1.0, 0.0, 0.0, 1.0)), "bounds"),
         (lambda ax: plot_trajectories(ax, trajectory(), count=0), "count"),
         (lambda ax: grid_points(resolution=-2), "resolution"),
