@@ -77,26 +77,61 @@ def test_every_ode_solver_integrates_a_known_velocity_to_its_flow(method: str, c
     assert error < {"euler": 2e-2, "heun": 1e-4, "midpoint": 1e-4}[method]
 
 
-def measured_order(method: str) -> float:
-    ode = LinearODE(SPIRAL)
-    x0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]])
-    exact = ode.flow(x0, 1.0)
+def field_with_exact_flow(case: str):
+    """An ODE and its exact solution x(1) from x0: the rotating linear field (autonomous), or two fields
+    that depend on time, dx/dt = cos(t) x with x(t) = x0 exp(sin t), and dx/dt = -x + t^2 with
+    x(t) = (x0 - 2) e^{-t} + t^2 - 2t + 2. A step that reads the field at the wrong time loses an order on those."""
+    if case == "linear":
+        return LinearODE(SPIRAL), lambda x0: LinearODE(SPIRAL).flow(x0, 1.0)
+    if case == "cos(t) x":
+        return VectorFieldODE(lambda x, t: torch.cos(t)[:, None] * x), lambda x0: x0 * math.exp(math.sin(1.0))
+    return VectorFieldODE(lambda x, t: -x + t[:, None] ** 2), lambda x0: (x0 - 2) * math.exp(-1.0) + 1.0
+
+
+def measured_order(method: str, case: str) -> float:
+    """Slope of log error against log step; float64 so that round-off stays far below the smallest error."""
+    ode, exact = field_with_exact_flow(case)
+    x0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
     steps = np.array([20, 40, 80, 160, 320])
-    errors = [(simulate(ode, x0, time_grid(int(n), dtype=torch.float64), method) - exact).abs().max().item() for n in steps]
+    errors = [(simulate(ode, x0, time_grid(int(n), dtype=torch.float64), method) - exact(x0)).abs().max().item() for n in steps]
     slope, _ = np.polyfit(np.log(1.0 / steps), np.log(errors), 1)
     return slope
 
 
-def test_euler_converges_with_order_one() -> None:
-    assert abs(measured_order("euler") - 1.0) < 0.1
+CASES = ["linear", "cos(t) x", "-x + t^2"]
 
 
-def test_heun_converges_with_order_two() -> None:
-    assert abs(measured_order("heun") - 2.0) < 0.1
+@pytest.mark.parametrize("case", CASES)
+def test_euler_converges_with_order_one(case: str) -> None:
+    assert abs(measured_order("euler", case) - 1.0) < 0.1
 
 
-def test_midpoint_converges_with_order_two() -> None:
-    assert abs(measured_order("midpoint") - 2.0) < 0.1
+@pytest.mark.parametrize("case", CASES)
+def test_heun_converges_with_order_two(case: str) -> None:
+    assert abs(measured_order("heun", case) - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_midpoint_converges_with_order_two(case: str) -> None:
+    assert abs(measured_order("midpoint", case) - 2.0) < 0.1
+
+
+@pytest.mark.parametrize(
+    "method, in_time, in_state",
+    [
+        # One step from t = 0.25 with h = 0.5 of dx/dt = t (exact: x + 0.25) and of dx/dt = x (exact: x e^h).
+        ("euler", 0.5 * 0.25, 1 + 0.5),  # x + h u_t(x): reads the field at the start of the step
+        ("heun", 0.5 * (0.25 + 0.75) / 2, 1 + 0.5 + 0.5**2 / 2),  # trapezoid: exact for a field linear in t
+        ("midpoint", 0.5 * 0.5, 1 + 0.5 + 0.5**2 / 2),  # the field at t + h/2: exact for a field linear in t
+    ],
+)
+def test_one_step_of_each_method_by_hand(method: str, in_time: float, in_state: float) -> None:
+    x = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    times = torch.tensor([0.25, 0.75])
+    clock = VectorFieldODE(lambda x, t: t[:, None].expand_as(x))
+    torch.testing.assert_close(simulate(clock, x, times, method), x + in_time)
+    growth = VectorFieldODE(lambda x, t: x)
+    torch.testing.assert_close(simulate(growth, x, times, method), x * in_state)
 
 
 @pytest.mark.usefixtures("float64")  # a tolerance of 1e-9 is below float32's resolution
@@ -154,7 +189,11 @@ def test_solvers_accept_image_shaped_batches() -> None:
     end = simulate(decay, x0, time_grid(1000, dtype=torch.float64), "heun")
     torch.testing.assert_close(end, torch.full_like(x0, math.exp(-1.0)), atol=1e-6, rtol=0)
     noisy = simulate(OrnsteinUhlenbeck(1.0, 0.5), x0, time_grid(5), generator=torch.Generator().manual_seed(0))
-    assert noisy.shape == x0.shape
+    # Euler-Maruyama written out: x += h (-x) + 0.5 sqrt(h) z, one N(0, I) image per step, the same draws.
+    generator, expected = torch.Generator().manual_seed(0), x0
+    for _ in range(5):
+        expected = expected - 0.2 * expected + 0.5 * math.sqrt(0.2) * torch.randn(x0.shape, generator=generator)
+    torch.testing.assert_close(noisy, expected)
 
 
 def test_brownian_increments_are_independent_gaussians() -> None:
