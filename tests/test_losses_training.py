@@ -104,7 +104,8 @@ def test_denoising_score_matching_is_minimised_by_the_posterior_mean_of_the_nois
     a rise of about 0.3, hence 1 % and 3 %."""
     data, path = Gaussian.isotropic(2, STD, MEAN), GaussianPath(CosineScheduler())
     n = 400_000
-    z, t = data.sample(n, gen(4)), torch.rand(n, generator=gen(5))
+    # Times crowd towards the noise end (t = u^2), so that a loss reading the path at 1 - t shows.
+    z, t = data.sample(n, gen(4)), torch.rand(n, generator=gen(5)) ** 2
     alpha, beta = cosine_coefficients(t)
     minimum = (alpha**2 * STD**2 / (alpha**2 * STD**2 + beta**2)).mean().item()
     at_best = denoising_score_matching_loss(exact_noise, path, z, t=t, generator=gen(6)).item()
@@ -112,6 +113,7 @@ def test_denoising_score_matching_is_minimised_by_the_posterior_mean_of_the_nois
     perturbed = Recorder(lambda x, s: exact_noise(x, s) + perturbation(x, s))
     shifted = denoising_score_matching_loss(perturbed, path, z, t=t, generator=gen(6)).item()
     ((x, times),) = perturbed.inputs
+    assert torch.equal(times, t)
     rise = perturbation(x, times).pow(2).mean().item()
     assert shifted - at_best == pytest.approx(rise, rel=0.03)
 
@@ -124,6 +126,7 @@ def test_denoising_score_matching_is_minimised_by_the_posterior_mean_of_the_nois
     perturbed = Recorder(lambda x, s: exact_score(x, s) + perturbation(x, s))
     shifted = denoising_score_matching_loss(perturbed, path, z, t=t, generator=gen(6), parameterization="score").item()
     ((x, times),) = perturbed.inputs
+    assert torch.equal(times, t)
     rise = (cosine_coefficients(times)[1] ** 2 * perturbation(x, times).pow(2)).mean().item()
     assert shifted - at_best == pytest.approx(rise, rel=0.03)
 

@@ -34,6 +34,7 @@ import signal
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +60,9 @@ TIME_SWAPS = {"t": "t_next", "t_next": "t", "s": "s_next", "s_next": "s"}
 SHAPE_ATTRIBUTES = {"ndim", "shape", "numel", "dim"}
 # Methods whose arguments are shapes or dimensions, not values.
 SHAPE_METHODS = {"reshape", "view", "expand", "repeat", "unsqueeze", "squeeze", "chunk", "split", "flatten", "permute"}
+
+# Calls that inspect an argument's type or container, not its value.
+TYPE_TESTS = {"isinstance", "type", "tuple", "len", "getattr", "hasattr", "callable"}
 
 # Mutants that cannot change behaviour, by identifier (see Mutant.identifier), each with its reason.
 EQUIVALENT: dict[str, str] = {
@@ -187,7 +191,7 @@ class _Planter(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name in SHAPE_METHODS or name.startswith(("check_", "_check")):  # shapes and argument checks
+        if name in SHAPE_METHODS or name in TYPE_TESTS or name.startswith(("check_", "_check")):  # shapes, types, checks
             self.visit(node.func)
             return
         if self._inside_function():
@@ -255,7 +259,7 @@ def _preload() -> None:
     assert "flowdiff" not in sys.modules, "the parent must not import flowdiff: each child imports its own copy"
 
 
-def _child(copy: Path, tests: list[str], log: Path) -> None:
+def _child(copy: Path, tests: list[str], log: Path, extra: list[str]) -> None:
     """In the forked child: import the copy of the package and run the tests; never returns."""
     try:
         descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -271,7 +275,7 @@ def _child(copy: Path, tests: list[str], log: Path) -> None:
             os._exit(3)
         import pytest
 
-        code = pytest.main([*tests, *TEST_ARGUMENTS])
+        code = pytest.main([*tests, *TEST_ARGUMENTS, *extra])
         sys.stdout.flush()
         os._exit(int(code))
     except BaseException as error:  # noqa: BLE001 - the child must exit, whatever happens
@@ -296,6 +300,16 @@ def _last_failure(log: Path) -> str:
     return (interesting or lines or [""])[-1][:300]
 
 
+def _fastest_first(junit: Path) -> list[str]:
+    """The node ids of a baseline run, quickest test first: with -x a mutant then dies on its cheapest witness."""
+    cases = []
+    for case in ElementTree.parse(junit).iter("testcase"):
+        path = case.get("classname", "").split(".")
+        file = "/".join(path[: path.index(next(p for p in path if p.startswith("test_"))) + 1]) + ".py"
+        cases.append((float(case.get("time", 0)), f"{file}::{case.get('name')}"))
+    return [node for _, node in sorted(cases)]
+
+
 def run(mutants: list[Mutant], sources: dict[str, str], jobs: int, timeout: float) -> dict[str, float]:
     """Run every pending mutant; return the baseline seconds of each module's tests."""
     _preload()
@@ -306,6 +320,7 @@ def run(mutants: list[Mutant], sources: dict[str, str], jobs: int, timeout: floa
         shutil.copytree(PACKAGE, copy / "flowdiff", ignore=shutil.ignore_patterns("__pycache__"))
         slots.append(copy)
     baseline: dict[str, float] = {}
+    ordered: dict[str, list[str]] = {}  # module -> its tests' node ids, fastest first
     # The baseline of each module first: the unmutated package must pass its tests.
     queue: list[tuple[str, Mutant | None]] = [(module, None) for module in sources]
     queue += [(m.module, m) for m in mutants if m.status == "pending"]
@@ -314,15 +329,23 @@ def run(mutants: list[Mutant], sources: dict[str, str], jobs: int, timeout: floa
     done = 0
     try:
         while queue or running:
-            while queue and free:
-                module, mutant = queue.pop(0)
+            while free:
+                # A mutant waits for its module's baseline, which orders the tests.
+                ready = [i for i, (module, mutant) in enumerate(queue) if mutant is None or module in ordered]
+                if not ready:
+                    break
+                module, mutant = queue.pop(ready[0])
                 copy = free.pop()
                 target = copy / "flowdiff" / f"{module}.py"
                 target.write_text(sources[module] if mutant is None else mutated_source(sources[module], mutant))
                 log = work / f"{copy.name}.log"
+                if mutant is None:
+                    tests, extra = MODULES[module], [f"--junitxml={work / module}.xml"]
+                else:
+                    tests, extra = ordered[module], []
                 pid = os.fork()
                 if pid == 0:
-                    _child(copy, MODULES[module], log)
+                    _child(copy, tests, log, extra)
                 running.append(_Running(pid, mutant, module, time.perf_counter(), log, copy))
             time.sleep(0.05)
             for job in list(running):
@@ -340,10 +363,16 @@ def run(mutants: list[Mutant], sources: dict[str, str], jobs: int, timeout: floa
                 running.remove(job)
                 free.append(job.copy)
                 if job.mutant is None:
-                    if code != 0:
-                        raise SystemExit(f"the unmutated package fails {MODULES[job.module]}:\n{job.log.read_text()[-3000:]}")
                     baseline[job.module] = elapsed
-                    print(f"baseline {job.module}: {elapsed:.1f} s", flush=True)
+                    if code != 0:  # the module's mutants cannot be judged: report them as errors
+                        print(f"the unmutated package fails {MODULES[job.module]}:\n{job.log.read_text()[-3000:]}", flush=True)
+                        for m in mutants:
+                            if m.module == job.module and m.status == "pending":
+                                m.status, m.failure = "error", "the unmutated package fails these tests"
+                        queue = [(module, m) for module, m in queue if module != job.module]
+                    else:
+                        ordered[job.module] = _fastest_first(work / f"{job.module}.xml")
+                        print(f"baseline {job.module}: {elapsed:.1f} s, {len(ordered[job.module])} tests", flush=True)
                     continue
                 mutant = job.mutant
                 mutant.seconds = round(elapsed, 2)
