@@ -12,6 +12,7 @@ from scipy.linalg import expm
 
 from flowdiff.distributions import Gaussian, GaussianMixture
 from flowdiff.dynamics import (
+    SDE,
     AffineGaussianFlow,
     BrownianMotion,
     LinearODE,
@@ -135,10 +136,15 @@ def test_one_step_of_each_method_by_hand(method: str, in_time: float, in_state: 
 
 
 @pytest.mark.usefixtures("float64")  # a tolerance of 1e-9 is below float32's resolution
-@pytest.mark.parametrize("case", ["linear", "affine"])
+@pytest.mark.parametrize("case", ["linear", "affine", "-x + t^2"])
 def test_adaptive_solver_integrates_a_known_velocity_to_its_flow(case: str) -> None:
+    """The last field is not symmetric under t -> 1 - t (the first two end at the same point either way)."""
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
-    ode, exact = known_flow(case, x0)
+    if case == "-x + t^2":
+        ode, solution = field_with_exact_flow(case)
+        exact = solution(x0)
+    else:
+        ode, exact = known_flow(case, x0)
     loose, tight = solve_adaptive(ode, x0, rtol=1e-4, atol=1e-4), solve_adaptive(ode, x0, rtol=1e-9, atol=1e-9)
     assert (tight.final - exact).abs().max().item() < 1e-7
     assert (loose.final - exact).abs().max().item() < 1e-2
@@ -146,6 +152,15 @@ def test_adaptive_solver_integrates_a_known_velocity_to_its_flow(case: str) -> N
     assert 7 <= loose.evaluations <= tight.evaluations
     if case == "linear":  # the rotating field needs more steps for a tighter tolerance (the affine one is polynomial in t)
         assert loose.evaluations < tight.evaluations
+
+
+@pytest.mark.usefixtures("float64")  # a tolerance of 1e-9 is below float32's resolution
+def test_adaptive_solver_on_a_later_interval() -> None:
+    """dx/dt = -x + t^2 from t = 0.6 to 1: x(1) = (x0 - p(0.6)) e^{-0.4} + p(1) with p(t) = t^2 - 2t + 2."""
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    ode = VectorFieldODE(lambda x, t: -x + t[:, None] ** 2)
+    solution = solve_adaptive(ode, x0, rtol=1e-9, atol=1e-9, start=0.6, end=1.0)
+    torch.testing.assert_close(solution.final, (x0 - 1.16) * math.exp(-0.4) + 1.0, rtol=1e-7, atol=1e-7)
 
 
 def test_adaptive_solver_counts_every_evaluation() -> None:
@@ -285,3 +300,27 @@ def test_same_seed_same_sample_path() -> None:
 def test_bad_input_names_the_argument(call, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+class ClockSDE(SDE):
+    """dX = (t - X) dt + (0.5 + t) dW: drift and diffusion both depend on time."""
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return t[:, None] - x
+
+    def diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.5 + t
+
+
+def test_euler_maruyama_by_hand_on_a_time_dependent_sde() -> None:
+    """x += h (t - x) + (0.5 + t) sqrt(h) z on an uneven grid, with the same draws z: each step reads its start time."""
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0], [0.0, 0.0]])
+    times = torch.tensor([0.2, 0.5, 0.6, 1.0])
+    trajectory = simulate_trajectory(ClockSDE(), x0, times, generator=torch.Generator().manual_seed(5))
+    generator, x, expected = torch.Generator().manual_seed(5), x0, [x0]
+    for t, t_next in zip(times[:-1].tolist(), times[1:].tolist()):
+        h = t_next - t
+        x = x + h * (t - x) + (0.5 + t) * math.sqrt(h) * torch.randn(x.shape, generator=generator)
+        expected.append(x)
+    torch.testing.assert_close(trajectory.states, torch.stack(expected, dim=1))
+    torch.testing.assert_close(trajectory.times, times)
