@@ -61,8 +61,8 @@ SHAPE_ATTRIBUTES = {"ndim", "shape", "numel", "dim"}
 # Methods whose arguments are shapes or dimensions, not values.
 SHAPE_METHODS = {"reshape", "view", "expand", "repeat", "unsqueeze", "squeeze", "chunk", "split", "flatten", "permute"}
 
-# Calls that inspect an argument's type or container, not its value.
-TYPE_TESTS = {"isinstance", "type", "tuple", "len", "getattr", "hasattr", "callable"}
+# Calls that read an argument's type, container, shape or dtype, not its values.
+TYPE_TESTS = {"isinstance", "type", "tuple", "len", "getattr", "hasattr", "callable", "ones_like", "zeros_like", "empty_like"}
 
 FIRST_STEP = "a positive first step is only a hint to the adaptive step-size control"
 
@@ -76,6 +76,8 @@ EQUIVALENT: dict[str, str] = {
     "solvers.solve_adaptive: factor-2 `(end - start) / 100` -> `(end - start) / (2 * 100)`": FIRST_STEP,
     "solvers.solve_adaptive: factor-2 `end - start` -> `2 * end - start`": FIRST_STEP,
     "solvers.solve_adaptive: sign flip `end - start` -> `end + start`": FIRST_STEP,
+    # _posterior calls _column only to check the shape of t; its value is discarded.
+    "paths.GaussianPath._posterior: wrong time `t` -> `1 - t` @ _column(t, x)": "the call only checks the shape of t",
 }
 
 TEST_ARGUMENTS = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", "--tb=line"]
@@ -92,6 +94,7 @@ class Mutant:
     # Character offsets of the replaced segment in the module's source.
     start: int
     end: int
+    statement: str = ""  # the source line, which tells apart equal mutants of one function
     status: str = "pending"
     seconds: float = 0.0
     failure: str = ""
@@ -224,7 +227,8 @@ class _Planter(ast.NodeVisitor):
         if mutated == ast.unparse(node):
             return
         function = ".".join(self.functions)
-        self.mutants.append(Mutant(self.module, function, node.lineno, operator, original, mutated, start, end))
+        statement = self.source.splitlines()[node.lineno - 1].strip()
+        self.mutants.append(Mutant(self.module, function, node.lineno, operator, original, mutated, start, end, statement))
 
 
 def _double(node: ast.expr) -> ast.expr:
@@ -238,9 +242,14 @@ def plant(module: str) -> tuple[str, list[Mutant]]:
     planter.visit(ast.parse(source))
     mutants = sorted(planter.mutants, key=lambda m: (m.start, m.end, m.operator, m.mutated))
     for mutant in mutants:
-        if mutant.identifier in EQUIVALENT:
+        if equivalence(mutant):
             mutant.status = "equivalent"
     return source, mutants
+
+
+def equivalence(mutant: Mutant) -> str | None:
+    """Why the mutant is equivalent, if it is listed: by identifier, or by identifier and source line."""
+    return EQUIVALENT.get(f"{mutant.identifier} @ {mutant.statement}") or EQUIVALENT.get(mutant.identifier)
 
 
 def mutated_source(source: str, mutant: Mutant) -> str:
@@ -434,7 +443,7 @@ def write_report(mutants: list[Mutant], modules: list[str], baseline: dict[str, 
         chosen = [m for m in mutants if m.status == status]
         lines += ["", f"## {title} ({len(chosen)})", ""]
         for m in chosen:
-            reason = f": {EQUIVALENT[m.identifier]}" if status == "equivalent" else (f": {m.failure}" if m.failure else "")
+            reason = f": {equivalence(m)}" if status == "equivalent" else (f": {m.failure}" if m.failure else "")
             lines.append(f"- `code/flowdiff/{m.module}.py:{m.line}` ({m.function}, {m.operator}) "
                          f"`{m.original}` → `{m.mutated}`{reason}")
     lines += ["", "## Killed mutants", ""]
@@ -465,10 +474,12 @@ def main() -> None:
         mutants = [m for m in mutants if arguments.match in m.identifier]
     previous: dict[str, dict] = {}
     if arguments.rerun:
-        previous = {m["identifier"]: m for m in json.loads((REPORT / "report.json").read_text())["mutants"]}
+        # The package is unchanged between runs, so identifier and line name a mutant.
+        previous = {(m["identifier"], m["line"]): m for m in json.loads((REPORT / "report.json").read_text())["mutants"]}
         for m in mutants:
-            if m.status == "pending" and m.identifier in previous and previous[m.identifier]["status"] in ("killed",):
-                m.status, m.seconds, m.failure = "killed", previous[m.identifier]["seconds"], previous[m.identifier]["failure"]
+            old = previous.get((m.identifier, m.line))
+            if m.status == "pending" and old is not None and old["status"] == "killed":
+                m.status, m.seconds, m.failure = "killed", old["seconds"], old["failure"]
     if arguments.list:
         for m in mutants:
             print(f"{m.module}.py:{m.line} [{m.status}] {m.identifier}")
