@@ -64,6 +64,13 @@ benchmark-digits: $(STAMP)
 benchmark-latent: $(STAMP)
 	$(BIN)/python tools/benchmark_latent.py
 
+# Mutation check (not part of `make test` or CI, tens of minutes): plants a factor 2, a sign flip and a wrong
+# time into the formulas of solvers, paths, losses, guidance, steering and discrete, runs each module's
+# fast tests against every mutant, and lists the survivors: _build/mutants/report.md and report.json.
+.PHONY: mutants
+mutants: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python tools/mutants.py --jobs 2
+
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book
 	$(BIN)/python tools/publish.py

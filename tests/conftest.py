@@ -1,4 +1,4 @@
-"""Shared pytest set-up: the `--run-book` switch for the (slow) full build of the book."""
+"""Shared pytest set-up: the `--run-book` switch for the (slow) full build of the book, and opt-in float64."""
 
 from __future__ import annotations
 
@@ -28,9 +28,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def double_precision():
-    """Tests compare against SciPy and closed forms, so they run in float64."""
+@pytest.fixture
+def float64():
+    """Opt-in float64, for the few tests that compare with SciPy or a closed form at float64 round-off.
+
+    Everything else runs in float32, as the book does. Request it with
+    ``@pytest.mark.usefixtures("float64")`` so that it applies before the test's own fixtures.
+    """
     import torch
 
     previous = torch.get_default_dtype()

@@ -26,11 +26,11 @@ from flowdiff.models import ConditionalMLPVectorField
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath
 from flowdiff.solvers import simulate, time_grid
 
-CLASSES = [  # built at import, before the float64 fixture of conftest applies: dtypes explicit
-    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]], dtype=torch.float64), 0.4),
-    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]], dtype=torch.float64), 0.6),
+CLASSES = [
+    GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [-1.0, 1.5]]), 0.4),
+    GaussianMixture.isotropic(torch.tensor([[1.5, 0.5]]), 0.6),
 ]
-PRIOR = torch.tensor([0.3, 0.7], dtype=torch.float64)
+PRIOR = torch.tensor([0.3, 0.7])
 NULL = 2
 
 
@@ -78,7 +78,8 @@ def test_classifier_guidance_at_scale_one_is_the_conditional_field(path: Gaussia
     unconditional = lambda x, t: path.marginal_vector_field(whole_mixture(), x, t)  # noqa: E731
     guided = ClassifierGuidance(unconditional, exact_log_likelihood(path, label), path, 1.0).drift(x, t)
     expected = path.marginal_vector_field(CLASSES[label], x, t)
-    assert torch.allclose(guided, expected, atol=1e-9)
+    # Two exact routes; float32 round-off in the gradients of log-densities of about -10 stays under 1e-4.
+    torch.testing.assert_close(guided, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=["linear", "cosine"])
@@ -90,14 +91,18 @@ def test_cfg_with_exact_fields_equals_classifier_guidance(path: GaussianPath, sc
     cfg = ClassifierFreeGuidance(exact_model(path), labels, NULL, scale).drift(x, t)
     unconditional = lambda x, t: path.marginal_vector_field(whole_mixture(), x, t)  # noqa: E731
     classifier = ClassifierGuidance(unconditional, exact_log_likelihood(path, 0), path, scale).drift(x, t)
-    assert torch.allclose(cfg, classifier, atol=1e-8)
+    # Two exact routes; float32 round-off in the gradients of log-densities, amplified by w b_t, stays under 1e-4.
+    torch.testing.assert_close(cfg, classifier, rtol=1e-4, atol=1e-4)
 
 
 def test_guided_field_is_the_affine_combination() -> None:
-    conditional, unconditional = torch.randn(4, 3), torch.randn(4, 3)
+    generator = torch.Generator().manual_seed(0)
+    conditional, unconditional = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
     assert torch.equal(guided_vector_field(conditional, unconditional, 0.0), unconditional)
-    assert torch.allclose(guided_vector_field(conditional, unconditional, 1.0), conditional)
-    assert torch.allclose(guided_vector_field(conditional, unconditional, 4.0), -3 * unconditional + 4 * conditional)
+    # float32: the two ways of writing the combination round differently, by a few 1e-7 of its terms (about 5).
+    torch.testing.assert_close(guided_vector_field(conditional, unconditional, 1.0), conditional, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(guided_vector_field(conditional, unconditional, 4.0), -3 * unconditional + 4 * conditional,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_classifier_guidance_coefficient_of_the_linear_path() -> None:
@@ -195,7 +200,8 @@ def test_exact_fields_of_a_labelled_mixture_match_the_references(path: GaussianP
     assert torch.allclose(exact_conditional_field(path, LABELLED)(x, t, labels), exact_model(path)(x, t, labels))
     targets = torch.tensor([0, 1] * 15)
     expected = torch.stack([exact_log_likelihood(path, y)(x[i : i + 1], t[:1])[0] for i, y in enumerate(targets.tolist())])
-    assert torch.allclose(exact_noisy_log_likelihood(path, LABELLED, targets)(x, t), expected)
+    # log p(y | x) near 0 is a difference of log densities of about -10: float32 leaves about 1e-6 absolute.
+    torch.testing.assert_close(exact_noisy_log_likelihood(path, LABELLED, targets)(x, t), expected, rtol=0, atol=1e-5)
 
 
 def test_labelled_mixture_bad_inputs_name_the_argument() -> None:

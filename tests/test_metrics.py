@@ -21,6 +21,7 @@ from flowdiff.metrics import (
     wasserstein,
 )
 from flowdiff.paths import LinearPath
+from flowdiff.solvers import simulate, time_grid
 from flowdiff.sweeps import sampler_sweep
 
 
@@ -46,6 +47,7 @@ def test_sliced_wasserstein_in_one_dimension_is_the_exact_distance() -> None:
     assert sliced_wasserstein(x, x, generator=gen(7)) == 0.0
 
 
+@pytest.mark.usefixtures("float64")  # compares with SciPy's assignment at float64 round-off
 def test_exact_wasserstein_matches_an_optimal_assignment() -> None:
     """Equal-size uniform samples: optimal transport is a permutation (Birkhoff), found by SciPy."""
     x, y = torch.randn(200, 2, generator=gen(8)), torch.rand(200, 2, generator=gen(9)) * 3
@@ -75,12 +77,40 @@ def test_mmd_of_two_gaussians_in_closed_form() -> None:
     assert abs(mmd(x, same, bandwidth=h)) < 0.005
 
 
+def numpy_mmd(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
+    """The unbiased MMD^2 estimate written out with NumPy: k(a, b) = exp(-|a - b|^2 / (2 h^2)), no diagonal."""
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * bandwidth**2))
+
+    n, m = len(x), len(y)
+    within_x = (kernel(x, x).sum() - n) / (n * (n - 1))
+    within_y = (kernel(y, y).sum() - m) / (m * (m - 1))
+    return float(within_x + within_y - 2 * kernel(x, y).mean())
+
+
+@pytest.mark.parametrize("bandwidth", [0.5, 1.0, 3.0])
+def test_mmd_matches_a_numpy_reference(bandwidth: float) -> None:
+    """Samples of different sizes, so that swapping n and m shows; mmd works in float64, hence 1e-9.
+    A kernel with h^2 in place of 2 h^2 moves the estimate by more than 0.01 here."""
+    x = torch.randn(200, 3, generator=gen(14))
+    y = 0.8 * torch.randn(150, 3, generator=gen(15)) + torch.tensor([0.5, 0.0, -0.5])
+    expected = numpy_mmd(x.double().numpy(), y.double().numpy(), bandwidth)
+    assert mmd(x, y, bandwidth=bandwidth) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert abs(expected - numpy_mmd(x.double().numpy(), y.double().numpy(), bandwidth / math.sqrt(2))) > 0.01
+
+
 def test_sampler_sweep_measures_the_discretisation_error() -> None:
-    """On the exact marginal field of a mixture, more steps help and Heun beats Euler at equal evaluations."""
+    """On the exact marginal field of a mixture, more steps help and Heun beats Euler at equal evaluations.
+
+    The reference is the sweep's own source points carried by a fine Heun solve, so the distance measures the
+    discretisation error alone (against fresh data, sampling noise of 3000 points would swamp it)."""
     data = GaussianMixture.isotropic(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), 0.3)
     path = LinearPath()
     ode = VectorFieldODE(lambda x, t: path.marginal_vector_field(data, x, t))
-    rows = sampler_sweep(ode, Gaussian.isotropic(2), data.sample(3000, gen(13)), steps=(2, 8, 16, 32), n=3000)
+    source = Gaussian.isotropic(2)
+    reference = simulate(ode, source.sample(3000, torch.Generator().manual_seed(0)), time_grid(400), "heun")
+    rows = sampler_sweep(ode, source, reference, steps=(2, 8, 16, 32), n=3000, seed=0)
     table = {(r.method, r.steps): r for r in rows}
     assert len(rows) == 8 and table[("heun", 8)].evaluations == 16
     assert table[("euler", 32)].sliced_w2 < table[("euler", 2)].sliced_w2
@@ -122,6 +152,7 @@ def test_gaussian_frechet_distance_equals_pot_bures_wasserstein() -> None:
     assert gaussian_frechet_distance(m1, c1, m2, c2) == pytest.approx(expected, rel=1e-8)
 
 
+@pytest.mark.usefixtures("float64")  # compares with a closed form at float64 round-off
 def test_gaussian_frechet_distance_of_commuting_covariances() -> None:
     """Diagonal covariances: d_F² = |Δμ|² + Σ (σ_i - τ_i)²."""
     s, r = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([2.0, 1.0, 0.5])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -54,7 +56,14 @@ def test_plot_density_peaks_at_the_mean(ax) -> None:
     law = Gaussian.isotropic(2, 0.5, torch.tensor([1.0, -1.0]))
     plot_density(ax, law.log_density, resolution=41)
     assert ax.get_xlim() == (-3.5, 3.5)
-    assert len(ax.collections) >= 1
+    (contours,) = ax.collections
+    # The levels bracket the peak density 1 / (2 pi s^2): the exponential of the log-density is drawn.
+    peak = 1 / (2 * math.pi * 0.25)
+    assert contours.levels[-2] <= peak <= contours.levels[-1]
+    # The highest band surrounds the mean (1, -1), not its mirror image: the grid is not transposed.
+    top = [path for path in contours.get_paths() if len(path.vertices)][-1].vertices
+    assert abs(top.mean(0) - [1.0, -1.0]).max() < 0.1
+    assert (top.min(0) < [1.0, -1.0]).all() and (top.max(0) > [1.0, -1.0]).all()
 
 
 def test_plot_vector_field_evaluates_the_field_at_its_time(ax) -> None:
@@ -84,7 +93,7 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda ax: plot_samples(ax, torch.randn(5, 3)), "x"),
+        (lambda ax: plot_samples(ax, torch.randn(5, 3)), r"^x must have 2 columns"),
         (lambda ax: plot_density(ax, lambda x: x[:, 0], bounds=(1.0, 0.0, 0.0, 1.0)), "bounds"),
         (lambda ax: plot_trajectories(ax, trajectory(), count=0), "count"),
         (lambda ax: grid_points(resolution=-2), "resolution"),

@@ -48,9 +48,11 @@ def sheared_bar(shear: float) -> torch.Tensor:
 def test_slant_of_a_sheared_bar_is_its_shear(shear: float) -> None:
     assert slant(sheared_bar(shear)).item() == pytest.approx(shear, abs=0.01)
     mirrored = torch.flip(sheared_bar(shear), dims=(3,))
-    assert slant(mirrored).item() == pytest.approx(-slant(sheared_bar(shear)).item(), abs=1e-9)
+    # Mirroring reorders the float32 sums of the moments: round-off of a few 1e-8.
+    assert slant(mirrored).item() == pytest.approx(-slant(sheared_bar(shear)).item(), abs=1e-6)
 
 
+@pytest.mark.usefixtures("float64")  # compares with NumPy's weighted covariance at float64 round-off
 def test_slant_matches_numpy_weighted_moments() -> None:
     images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     rows, columns = np.mgrid[0:28, 0:28]

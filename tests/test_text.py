@@ -124,5 +124,13 @@ def test_bad_input_names_the_argument(call, argument: str) -> None:
         call()
 
 
-def test_words_are_the_advertised_ones() -> None:
-    assert DIGIT_WORDS[7] == "seven" and len(DIGIT_WORDS) == 10
+def test_every_caption_names_its_own_digit_and_no_other() -> None:
+    english = "zero one two three four five six seven eight nine".split()
+    assert list(DIGIT_WORDS) == english
+    names = set(english) | {str(d) for d in range(10)}
+    for digit in range(10):
+        assert caption(digit, None, None, variant=0) == f"a {english[digit]}"
+        assert caption(digit, None, None, variant=2) == f"a {digit}"
+        for variant in range(12):
+            named = names & set(caption(digit, 0, 2, variant).split())
+            assert named in ({english[digit]}, {str(digit)})
