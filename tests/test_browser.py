@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import sys
 import threading
@@ -75,7 +76,10 @@ def axe_script() -> str:
         with tempfile.TemporaryDirectory() as tmp:
             package = npm_package(*AXE_PACKAGE, tmp)
             AXE.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(package / "axe.min.js", AXE)
+            # Both xdist workers may fetch it at once: each writes its own copy, then renames it into place.
+            partial = AXE.with_name(f"{AXE.name}.{os.getpid()}.partial")
+            shutil.copy2(package / "axe.min.js", partial)
+            partial.replace(AXE)
     return AXE.read_text(encoding="utf-8")
 
 

@@ -317,6 +317,7 @@ def test_ddim_on_the_linear_path_is_the_flow_matching_euler_step() -> None:
         torch.testing.assert_close(x * scale[i + 1], euler.states[:, i + 1], atol=1e-10, rtol=0)
 
 
+@pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("prediction", PREDICTIONS)
 def test_ddim_step_is_euler_in_the_noise_level(prediction: str) -> None:
     """With y = x/√ᾱ and σ = √((1-ᾱ)/ᾱ), one DDIM step is y' = y + (σ' - σ)(y - D(y; σ))/σ, the Euler step of the
