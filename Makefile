@@ -22,6 +22,7 @@ book: $(STAMP) cache-guard
 translations: $(STAMP) cache-guard
 	$(BIN)/python tools/build_book.py gettext
 	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext/templates --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
+	$(BIN)/python tools/drop_format_flags.py
 	-$(BIN)/python tools/translation_status.py
 
 test: $(STAMP) cache-guard browser
