@@ -291,6 +291,18 @@ def _remember_english_titles(env: Any, document: nodes.document) -> None:
     getattr(env, ENGLISH_TITLES)[env.docname] = titles
 
 
+def _read_pages_without_english_titles(app: Sphinx, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """Every page again when one page has no English titles recorded (an environment from before them).
+
+    A page's English copies name the sections of other pages, so all pages are
+    read once, not only those without titles; the notebooks come from the cache.
+    """
+    if app.config.language in (None, "", ENGLISH):
+        return []
+    recorded = getattr(env, ENGLISH_TITLES, {})
+    return sorted(env.found_docs) if any(docname not in recorded for docname in env.found_docs) else []
+
+
 def _purge_english_titles(app: Sphinx, env: Any, docname: str) -> None:
     getattr(env, ENGLISH_TITLES, {}).pop(docname, None)
 
@@ -433,6 +445,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(TranslateAnimationAlts)
     app.add_post_transform(EnglishReferenceTexts)
     app.add_post_transform(EnglishNumberedReferences)
+    app.connect("env-get-outdated", _read_pages_without_english_titles)
     app.connect("env-purge-doc", _purge_english_titles)
     app.connect("env-merge-info", _merge_english_titles)
     app.add_directive("language-editions", LanguageEditions)
