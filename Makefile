@@ -24,6 +24,7 @@ book: $(STAMP)
 translations: $(STAMP)
 	$(BIN)/python tools/build_book.py gettext
 	$(BIN)/sphinx-intl update --pot-dir $(BUILD)/gettext/templates --locale-dir $(LOCALES) $(addprefix -l ,$(LANGUAGES))
+	$(BIN)/python tools/drop_format_flags.py
 	-$(BIN)/python tools/translation_status.py
 
 test: $(STAMP) browser

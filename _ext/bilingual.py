@@ -18,6 +18,12 @@ The extension also
   or shows the English (remembered in ``localStorage``);
 * provides the ``{language-editions}`` directive, which lists both editions
   with links valid in whichever edition it is built;
+* keeps the cross-references of the English copies English: a section,
+  page, figure or proof referred to without an explicit text reads as on
+  the English page ("Definition 1.4", "Fig. 3.1", "Probability paths"), not
+  with the translated name the references of the translated text get;
+* swaps the alt texts of HTML outputs (animations) for their translations
+  in the figures' catalogue;
 * lets glue roles (``{glue:text}`key```) work inside translated messages.
   Sphinx parses each translation as a separate small document, which has
   none of the notebook's glue data; the glue look-up falls back to the data
@@ -27,6 +33,8 @@ The extension also
 from __future__ import annotations
 
 import gettext
+import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +43,10 @@ from docutils.parsers.rst import Directive
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.transforms import SphinxTransform
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util import docname_join
 from sphinx.util.i18n import docname_to_domain
-from sphinx.util.nodes import extract_messages
+from sphinx.util.nodes import clean_astext, extract_messages
 from myst_nb.ext.glue import directives as glue_directives
 from myst_nb.ext.glue import roles as glue_roles
 from myst_nb.ext.glue.utils import RetrievalError, retrieve_glue_data
@@ -47,6 +57,15 @@ EDITIONS = {"en": ("", "English"), "zh_CN": ("zh", "中文")}
 ENGLISH_CLASS = "bilingual-en"
 NOTEBOOK_RENDERER = "bilingual_nb_renderer"
 PENDING = "bilingual_pending_copies"
+# The catalogue of the figures' texts (flowdiff.translated_figures), and an alt attribute in HTML.
+FIGURES_DOMAIN = "figures"
+IMAGE_ALT = re.compile(r'(<img\b[^>]*?\balt=")([^"]*)(")')
+# Titles of each document's sections, figures and tables, keyed by their ids, read
+# before translation (the page's own title under ""): the English texts of references.
+ENGLISH_TITLES = "bilingual_english_titles"
+# Sphinx's and sphinx-exercise's numbering formats for numbered references, in English.
+ENGLISH_NUMFIG_FORMAT = {"section": "Section %s", "figure": "Fig. %s", "table": "Table %s",
+                         "code-block": "Listing %s", "exercise": "Exercise %s"}
 
 
 def retrieve_glue_data_of_page(document: nodes.document, key: str) -> Any:
@@ -74,7 +93,11 @@ def retrieve_glue_data_of_page(document: nodes.document, key: str) -> Any:
 
 def _catalogue(app: Sphinx, docname: str) -> dict[str, str]:
     """The compiled translations of one document: msgid -> msgstr (fuzzy entries excluded)."""
-    domain = docname_to_domain(docname, app.config.gettext_compact)
+    return _domain_catalogue(app, docname_to_domain(docname, app.config.gettext_compact))
+
+
+def _domain_catalogue(app: Sphinx, domain: str) -> dict[str, str]:
+    """The compiled translations of one gettext domain: msgid -> msgstr (fuzzy entries excluded)."""
     merged: dict[str, str] = {}
     for directory in app.config.locale_dirs:
         localedir = Path(app.srcdir, directory)
@@ -129,6 +152,34 @@ class TranslateTocCaptions(SphinxTransform):
                 toctree["caption"] = f"{translations[caption]} / {caption}"
 
 
+class TranslateAnimationAlts(SphinxTransform):
+    """The alt texts of HTML outputs (flowdiff.plotting's animations), from the figures' catalogue.
+
+    An animation reaches the page as one HTML output shared by both editions,
+    its alt text inside; the build collects that text into the figures'
+    catalogue (tools/build_book.py), and the translated edition swaps it here.
+    """
+
+    default_priority = 20
+
+    def apply(self, **kwargs: Any) -> None:
+        if self.config.language in (None, "", ENGLISH):
+            return
+        outputs = [node for node in self.document.findall(nodes.raw)
+                   if "html" in node.get("format", "").split() and "<img" in node.astext()]
+        translations = _domain_catalogue(self.app, FIGURES_DOMAIN) if outputs else {}
+
+        def translated(match: re.Match[str]) -> str:
+            alt = html.unescape(match.group(2))
+            return f"{match.group(1)}{html.escape(translations.get(alt, alt))}{match.group(3)}"
+
+        for node in outputs:
+            source = node.astext()
+            replaced = IMAGE_ALT.sub(translated, source)
+            if replaced != source:
+                node.children = [nodes.Text(replaced)]
+
+
 class KeepMathsOutOfCatalogues(SphinxTransform):
     """Display maths reads the same in every language: no catalogue entry for it."""
 
@@ -147,6 +198,7 @@ class BilingualCopies(SphinxTransform):
     def apply(self, **kwargs: Any) -> None:
         if self.config.language in (None, "", ENGLISH):
             return
+        _remember_english_titles(self.env, self.document)
         translations = _catalogue(self.app, self.env.docname)
         if not translations:
             return
@@ -203,6 +255,142 @@ class AppendEnglishInsideTranslated(SphinxTransform):
                 node.document = self.document
 
 
+TITLED = (nodes.section, nodes.figure, nodes.table)
+
+
+def _heading(node: nodes.Element) -> str | None:
+    """The title of a section, or the caption of a figure or table, as Sphinx names it in references."""
+    heading = next((child for child in node.children if isinstance(child, (nodes.title, nodes.caption))), None)
+    return None if heading is None else clean_astext(heading)
+
+
+def _remember_english_titles(env: Any, document: nodes.document) -> None:
+    """Record the English titles of the page, its sections, figures and tables (before translation)."""
+    titles: dict[str, str] = {}
+    for node in document.findall(lambda n: isinstance(n, TITLED)):
+        heading = _heading(node)
+        if heading is None:
+            continue
+        for identifier in node["ids"]:
+            titles.setdefault(identifier, heading)
+        if isinstance(node, nodes.section):
+            titles.setdefault("", heading)
+    # A label written before a heading, (label)=, is still a target of its own here:
+    # docutils moves its id onto the section later (PropagateTargets, priority 260).
+    for target in document.findall(nodes.target):
+        if target.get("refuri") or target.get("refid") or not target["ids"]:
+            continue
+        following = target.next_node(ascend=True)
+        while isinstance(following, nodes.target):
+            following = following.next_node(ascend=True)
+        heading = _heading(following) if isinstance(following, TITLED) else None
+        for identifier in target["ids"] if heading else ():
+            titles.setdefault(identifier, heading)
+    if not hasattr(env, ENGLISH_TITLES):
+        setattr(env, ENGLISH_TITLES, {})
+    getattr(env, ENGLISH_TITLES)[env.docname] = titles
+
+
+def _read_pages_without_english_titles(app: Sphinx, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """Every page again when one page has no English titles recorded (an environment from before them).
+
+    A page's English copies name the sections of other pages, so all pages are
+    read once, not only those without titles; the notebooks come from the cache.
+    """
+    if app.config.language in (None, "", ENGLISH):
+        return []
+    recorded = getattr(env, ENGLISH_TITLES, {})
+    return sorted(env.found_docs) if any(docname not in recorded for docname in env.found_docs) else []
+
+
+def _purge_english_titles(app: Sphinx, env: Any, docname: str) -> None:
+    getattr(env, ENGLISH_TITLES, {}).pop(docname, None)
+
+
+def _merge_english_titles(app: Sphinx, env: Any, docnames: set[str], other: Any) -> None:
+    if not hasattr(env, ENGLISH_TITLES):
+        setattr(env, ENGLISH_TITLES, {})
+    for docname in docnames:
+        if docname in getattr(other, ENGLISH_TITLES, {}):
+            getattr(env, ENGLISH_TITLES)[docname] = getattr(other, ENGLISH_TITLES)[docname]
+
+
+def _in_english_copy(node: nodes.Node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if ENGLISH_CLASS in parent.get("classes", []):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _set_text(node: nodes.Element, text: str) -> None:
+    """Give a reference (pending or resolved) the text ``text``, keeping its innermost node."""
+    inner = node
+    while len(inner.children) == 1 and isinstance(inner[0], nodes.Element):
+        inner = inner[0]
+    inner.children = []
+    inner += nodes.Text(text)
+
+
+class EnglishReferenceTexts(SphinxPostTransform):
+    """References without an explicit text, in the English copies, get their English text.
+
+    Sphinx names a section or page by its (translated) title and a proof by its
+    (translated) kind, so the English copy would read "of 定义 1.4". Before the
+    references are resolved (priority 10), the text a resolver would compute
+    from translated data is replaced by the English one and made explicit.
+    """
+
+    default_priority = 5
+
+    def run(self, **kwargs: Any) -> None:
+        if self.config.language in (None, "", ENGLISH):
+            return
+        titles = getattr(self.env, ENGLISH_TITLES, {})
+        std = self.env.get_domain("std")
+        for node in list(self.document.findall(addnodes.pending_xref)):
+            if node.get("refexplicit") or not _in_english_copy(node):
+                continue
+            domain, kind, target = node.get("refdomain"), node.get("reftype"), node.get("reftarget", "")
+            english = None
+            if (domain, kind) == ("std", "ref") and target in std.labels:
+                docname, labelid, _ = std.labels[target]
+                english = titles.get(docname, {}).get(labelid)
+            elif (domain, kind) == ("std", "doc"):
+                english = titles.get(docname_join(node.get("refdoc", self.env.docname), target), {}).get("")
+            elif domain == "prf" and target in getattr(self.env, "proof_list", {}):
+                proof = self.env.proof_list[target]
+                number = "" if proof["nonumber"] else ".".join(
+                    map(str, self.env.toc_fignumbers.get(proof["docname"], {}).get(proof["countertype"], {}).get(target, ())))
+                english = f"{proof['realtype'].title()} {number}".strip()
+            if english:
+                _set_text(node, english)
+                if domain == "std":
+                    node["refexplicit"] = True
+
+
+class EnglishNumberedReferences(SphinxPostTransform):
+    """Numbered references ({numref}) in the English copies read "Fig. 3.1", not "图 3.1"."""
+
+    default_priority = 11  # just after the references are resolved (10)
+
+    def run(self, **kwargs: Any) -> None:
+        if self.config.language in (None, "", ENGLISH):
+            return
+        translated = self.config.numfig_format
+        english = {translated[kind]: fmt for kind, fmt in ENGLISH_NUMFIG_FORMAT.items()
+                   if kind in translated and translated[kind] != fmt}
+        for node in list(self.document.findall(addnodes.number_reference)):
+            fmt = node.get("title")
+            if fmt not in english or not _in_english_copy(node):
+                continue
+            prefix, _, suffix = fmt.partition("%s")
+            text = node.astext()
+            if text.startswith(prefix) and text.endswith(suffix):
+                _set_text(node, english[fmt] % text[len(prefix):len(text) - len(suffix)])
+
+
 def twin_links(pagename: str, language: str) -> list[tuple[str, str, bool]]:
     """``(name, relative href, is this edition)`` of the page ``pagename`` in every edition."""
     folder = EDITIONS.get(language, EDITIONS[ENGLISH])[0]
@@ -254,6 +442,12 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(TranslateTocCaptions)
     app.add_transform(BilingualCopies)
     app.add_transform(AppendEnglishInsideTranslated)
+    app.add_transform(TranslateAnimationAlts)
+    app.add_post_transform(EnglishReferenceTexts)
+    app.add_post_transform(EnglishNumberedReferences)
+    app.connect("env-get-outdated", _read_pages_without_english_titles)
+    app.connect("env-purge-doc", _purge_english_titles)
+    app.connect("env-merge-info", _merge_english_titles)
     app.add_directive("language-editions", LanguageEditions)
     app.connect("html-page-context", add_page_context)
     app.add_css_file("bilingual.css")

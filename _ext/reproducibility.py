@@ -45,7 +45,8 @@ class ReproducibilityReport(Directive):
         return [report_placeholder()]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> nodes.table:
+def _table(header: list[str], rows: list[list[str]], literal_columns: frozenset[int] = frozenset()) -> nodes.table:
+    """A table of ``rows`` under ``header``; the cells of ``literal_columns`` are set as code (data, not prose)."""
     table = nodes.table(classes=["reproducibility"])
     group = nodes.tgroup(cols=len(header))
     table += group
@@ -53,8 +54,11 @@ def _table(header: list[str], rows: list[list[str]]) -> nodes.table:
     head, body = nodes.thead(), nodes.tbody()
     for container, cells in [(head, header), *[(body, row) for row in rows]]:
         row_node = nodes.row()
-        for cell in cells:
-            row_node += nodes.entry("", nodes.paragraph(text=str(cell)))
+        for column, cell in enumerate(cells):
+            text = str(cell)
+            literal = container is body and column in literal_columns
+            row_node += nodes.entry("", nodes.paragraph("", "", nodes.literal(text, text)) if literal
+                                    else nodes.paragraph(text=text))
         container += row_node
     group += head
     group += body
@@ -142,7 +146,9 @@ def fill_report(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         content.append(nodes.rubric(text="Checkpoints"))
         checkpoints = checkpoint_rows(app)
         content.append(
-            _table(["checkpoint", "config hash", "SHA-256", "device", "wall time (s)", "quality"], checkpoints)
+            # Hashes and the manifest's quality record are quoted as they are stored, in every edition.
+            _table(["checkpoint", "config hash", "SHA-256", "device", "wall time (s)", "quality"], checkpoints,
+                   literal_columns=frozenset({1, 2, 5}))
             if checkpoints else nodes.paragraph(text="The chapters built so far train no model heavy enough "
                                                      "to ship as a checkpoint, so assets/ holds none.")
         )

@@ -90,6 +90,14 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
     assert '<img alt="Animation of particles' in html
 
 
+def test_animation_lists_its_alt_text_for_translators() -> None:
+    animation = animate(trajectory(steps=3), frames=2, alt='Dots "move" & settle')
+    data, metadata = animation._repr_mimebundle_()
+    assert data == {"text/html": animation.html}
+    assert '<img alt="Dots &quot;move&quot; &amp; settle"' in animation.html
+    assert metadata == {"text/html": {"texts": ['Dots "move" & settle']}}
+
+
 @pytest.mark.parametrize(
     ("call", "argument"),
     [

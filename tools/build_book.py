@@ -128,7 +128,8 @@ def write_figures_template() -> None:
     """Collect the figures' texts from the executed notebooks into <templates>/figures.pot.
 
     flowdiff.translated_figures records, in each figure's output metadata, the
-    texts that need a translation. The notebooks come from the execution cache
+    texts that need a translation, and flowdiff.plotting the alt text of each
+    animation (which the Chinese edition swaps in, see _ext/bilingual.py). The notebooks come from the execution cache
     (the newest record of each), which every builder shares.
     """
     from babel.messages.catalog import Catalog
@@ -145,8 +146,11 @@ def write_figures_template() -> None:
         location = Path(uri).relative_to(ROOT).as_posix()
         for cell in cache.get_cache_bundle(record.pk).nb.cells:
             for output in cell.get("outputs", []):
-                for text in output.get("metadata", {}).get("image/svg+xml", {}).get("texts", []):
-                    catalogue.add(text, locations=[(location, 0)])
+                metadata = output.get("metadata", {})
+                # A figure's texts (flowdiff.translated_figures), an animation's alt text (flowdiff.plotting).
+                for mime_type in ("image/svg+xml", "text/html"):
+                    for text in metadata.get(mime_type, {}).get("texts", []):
+                        catalogue.add(text, locations=[(location, 0)])
     with (TEMPLATES / "figures.pot").open("wb") as handle:
         write_po(handle, catalogue, omit_header=False, sort_output=True)
 
@@ -203,6 +207,11 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
         # the English edition ranks it after the PNG, the others keep myst-nb's order.
         if language == "en":
             overrides["nb_mime_priority_overrides"] = [("html", "image/svg+xml", 60)]
+    elif builder == "gettext":
+        # myst-nb's gettext builder keeps only the text outputs of a cell, so the
+        # figures' alt texts (their image nodes) would never reach the catalogues.
+        # Ranked first, the PNG keeps its image node, and Sphinx extracts its alt.
+        overrides["nb_mime_priority_overrides"] = [("gettext", "image/png", 5)]
     start = time.perf_counter()
     result = build_sphinx(
         ROOT,

@@ -177,12 +177,22 @@ _CDN_STYLESHEET = re.compile(r'<link rel="stylesheet"\s+href="https?://[^"]*font
 
 @dataclass(frozen=True)
 class HTMLAnimation:
-    """An animation as self-contained HTML; Jupyter and myst-nb display it through ``_repr_html_``."""
+    """An animation as self-contained HTML; Jupyter and myst-nb display it through ``_repr_html_``.
+
+    Displayed in a notebook, the output's metadata lists its alt text under
+    ``texts``, as :mod:`flowdiff.translated_figures` does for a figure's texts, so
+    that a book build can collect it for translators.
+    """
 
     html: str
+    alt: str = ""
 
     def _repr_html_(self) -> str:
         return self.html
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> tuple[dict, dict]:
+        metadata = {"text/html": {"texts": [self.alt]}} if self.alt else {}
+        return {"text/html": self.html}, metadata
 
 
 def animate(
@@ -235,7 +245,7 @@ def animate(
     # the book's theme ship Font Awesome already, and a page must not depend on the network.
     html = _CDN_STYLESHEET.sub("", html)
     html = html.replace('<img id="_anim_img', f'<img alt="{escape(alt)}" id="_anim_img', 1)
-    return HTMLAnimation(html)
+    return HTMLAnimation(html, alt)
 
 
 def plot_image_grid(ax: Axes, images: Tensor, columns: int, padding: int = 2) -> None:
