@@ -7,7 +7,12 @@ filled once every page has been read (and its notebook run), with
   PyTorch computes on, and the versions of the libraries the book uses;
 * each notebook's execution time and date, from the execution cache;
 * the manifest of every checkpoint shipped in ``assets/`` (configuration
-  hash, SHA-256, how it was trained and what it scored).
+  hash, SHA-256, how it was trained and what it scored);
+* every report of the device-parametrised tests kept in
+  ``assets/benchmarks/device-tests-*.json`` (written by
+  ``FLOWDIFF_DEVICE_REPORT=... pytest tests/test_devices.py`` on a machine
+  with that device): which devices ran, the versions, the pass count and
+  a few timings.
 
 A page holding the directive is read again on every build, so the report
 never describes an older build.
@@ -133,17 +138,48 @@ def checkpoint_rows(app: Sphinx) -> list[list[str]]:
     return rows
 
 
+# The report is filled after the i18n transform has run, so the Chinese edition's words for it live here.
+CHINESE = {
+    "Environment": "环境",
+    "Notebook execution": "笔记本执行",
+    "Checkpoints": "检查点",
+    "Device tests": "设备测试",
+    "No report of the device tests is shipped yet.": "尚未随书附上设备测试的报告。",
+}
+
+
+def _words(app: Sphinx, english: str) -> str:
+    return CHINESE.get(english, english) if (app.config.language or "").startswith("zh") else english
+
+
+def device_test_rows(app: Sphinx) -> list[list[str]]:
+    """One row per shipped report of tests/test_devices.py: devices, versions, outcomes and timings."""
+    rows = []
+    for path in sorted(Path(app.srcdir, "assets", "benchmarks").glob("device-tests-*.json")):
+        report = json.loads(path.read_text())
+        versions, tests = report.get("versions", {}), report.get("tests", {})
+        timings = "; ".join(f"{device}: " + ", ".join(f"{name} {seconds:.3g} s" for name, seconds in values.items())
+                            for device, values in report.get("timings_seconds", {}).items())
+        devices = report.get("devices", [])
+        # torch.version.cuda names the toolkit torch was built with, even where no GPU ran: show it only for a GPU.
+        cuda = f", CUDA {versions.get('cuda')}" if any(d.startswith("cuda") for d in devices) else ""
+        rows.append([", ".join(devices), f"torch {versions.get('torch', '?')}{cuda}, {versions.get('cpu_threads', '?')} CPU threads",
+                     f"{tests.get('passed', 0)} / {tests.get('failed', 0)} / {tests.get('skipped', 0)}",
+                     timings or "-"])
+    return rows
+
+
 def fill_report(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for placeholder in list(doctree.findall(report_placeholder)):
         content: list[nodes.Node] = [
-            nodes.rubric(text="Environment"),
+            nodes.rubric(text=_words(app, "Environment")),
             _table(["component", "version"], environment_rows()),
-            nodes.rubric(text="Notebook execution"),
+            nodes.rubric(text=_words(app, "Notebook execution")),
         ]
         executions = execution_rows(app)
         content.append(_table(["notebook", "seconds", "executed"], executions) if executions
                        else nodes.paragraph(text="No notebook has been executed by this build."))
-        content.append(nodes.rubric(text="Checkpoints"))
+        content.append(nodes.rubric(text=_words(app, "Checkpoints")))
         checkpoints = checkpoint_rows(app)
         content.append(
             # Hashes and the manifest's quality record are quoted as they are stored, in every edition.
@@ -152,6 +188,11 @@ def fill_report(app: Sphinx, doctree: nodes.document, docname: str) -> None:
             if checkpoints else nodes.paragraph(text="The chapters built so far train no model heavy enough "
                                                      "to ship as a checkpoint, so assets/ holds none.")
         )
+        content.append(nodes.rubric(text=_words(app, "Device tests")))
+        devices = device_test_rows(app)
+        content.append(
+            _table(["devices", "versions", "passed / failed / skipped", "timings"], devices, literal_columns=frozenset({3}))
+            if devices else nodes.paragraph(text=_words(app, "No report of the device tests is shipped yet.")))
         placeholder.replace_self(content)
 
 
