@@ -128,7 +128,8 @@ def exact_divergence(vector_field: Callable[[Tensor], Tensor], x: Tensor) -> tup
         _check_velocity(velocity, x)
         flat = velocity.reshape(x.shape[0], -1)
         divergence = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for i in range(flat.shape[1]):
+        # A field that does not depend on x (a constant) has no graph, and zero divergence.
+        for i in range(flat.shape[1] if velocity.requires_grad else 0):
             (row,) = torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)
             divergence = divergence + row.reshape(x.shape[0], -1)[:, i]
     return velocity.detach(), divergence
@@ -162,7 +163,7 @@ def hutchinson_divergence(vector_field: Callable[[Tensor], Tensor], x: Tensor, p
         velocity = vector_field(x)
         _check_velocity(velocity, x)
         estimate = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for probe in probes:
+        for probe in probes if velocity.requires_grad else ():
             (probe_jacobian,) = torch.autograd.grad(velocity, x, grad_outputs=probe, retain_graph=True)
             estimate = estimate + (probe_jacobian * probe).reshape(x.shape[0], -1).sum(dim=1)
     return velocity.detach(), estimate / probes.shape[0]
