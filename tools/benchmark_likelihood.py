@@ -14,7 +14,8 @@ each, so a long run can be watched and an interrupted one keeps what it did):
 - tolerance: bits per dimension of a few dequantised test digits under the
   pixel U-Net (null label, Hutchinson) against the solver's tolerance;
 - out_of_distribution: bits per dimension of images the book makes from
-  MNIST (blank, constant grey, inverted, smoothed, random bytes);
+  MNIST (blank, constant grey, smoothed, inverted, shrunk to half size, a
+  vertical bar, random bytes) and of the test ones and eights;
 - guidance: bits per dimension of test digits under the pixel U-Net's
   guided field at w = 1, 2, 3 with their true labels, beside the judged
   accuracy and Frechet distance of the manifest;
@@ -25,6 +26,8 @@ each, so a long run can be watched and an interrupted one keeps what it did):
 
 Writes assets/benchmarks/likelihood-mnist.json with the SHA-256 of every
 checkpoint it used; Chapter 15 checks them against the checkpoints it loads.
+`--sections NAME ...` reruns only the named sections and keeps the others
+of the existing file (which must have measured the same checkpoints).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowdiff.artifacts import LoadedCheckpoint, load_or_train
-from flowdiff.data import load_mnist
+from flowdiff.data import ImageDataset, load_mnist
 from flowdiff.guidance import ClassifierFreeGuidance
 from flowdiff.likelihood import PIXEL_SCALE, bits_per_dimension, dequantize, log_likelihood
 from flowdiff.recipes import CFG_UNET, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, VAE_RECIPE
@@ -70,14 +73,26 @@ def _on_grid(images: Tensor) -> Tensor:
     return ((images + 1) * PIXEL_SCALE).round().clamp(0, 255) / PIXEL_SCALE - 1
 
 
-def _transforms(digits: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+def vertical_bar(like: Tensor) -> Tensor:
+    """A white vertical bar, two pixels wide and 16 high, in the middle of a black image: the simplest "1"."""
+    bar = -torch.ones_like(like)
+    bar[:, :, 6:22, 13:15] = 1
+    return bar
+
+
+def _transforms(test_images: Tensor, test_labels: Tensor, count: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Images made from MNIST test digits: the digits, and what a density model may wrongly prefer."""
+    digits = test_images[:count]
     box = torch.ones(1, 1, 3, 3) / 9
     return {
         "test digits": digits,
+        "test ones": test_images[test_labels == 1][:count],
+        "test eights": test_images[test_labels == 8][:count],
         "blank": -torch.ones_like(digits),
         "constant grey": _on_grid(torch.zeros_like(digits)),
         "smoothed digits": _on_grid(F.conv2d(digits, box, padding=1)),
+        "shrunk digits": _on_grid(F.pad(F.avg_pool2d(digits, 2), (7, 7, 7, 7), value=-1)),
+        "vertical bar": vertical_bar(digits),
         "inverted digits": -digits,
         "random bytes": _on_grid(torch.randint(0, 256, digits.shape, generator=generator) / PIXEL_SCALE - 1),
     }
@@ -132,38 +147,8 @@ def _latent_section(runs: dict[str, LoadedCheckpoint], codes: Tensor, labels: Te
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--digits", type=int, default=TARGET_DIGITS, help="test digits of the bits-per-dimension figure")
-    arguments = parser.parse_args()
-    torch.manual_seed(0)
-    runs = {recipe.name: load_or_train(recipe, CHECKPOINTS, allow_training=False)
-            for recipe in (CFG_UNET, VAE_RECIPE, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT)}
-    unet = runs[CFG_UNET.name]
-    test = load_mnist(train=False)
-    generator = torch.Generator().manual_seed(0)
-    result: dict[str, Any] = {
-        "settings": {"divergence": "hutchinson", "probes": 1, "probe_kind": PROBE_KIND, "method": "dopri5", "rtol": RTOL, "atol": ATOL,
-                     "dequantisation": "uniform", "pixel_scale": PIXEL_SCALE, "batch_size": BATCH, "latent_codes": LATENT_CODES,
-                     "device": f"cpu: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"},
-        "checkpoints": {name: run.entry["sha256"] for name, run in runs.items()},
-        "published": {"ffjord_mnist_bits_per_dim": 0.99, "realnvp_mnist_bits_per_dim": 1.06, "glow_mnist_bits_per_dim": 1.05},
-    }
-
-    with torch.no_grad():
-        latent_cfg = runs[LATENT_CFG.name].model
-        space = latent_cfg.space(runs[VAE_RECIPE.name].model)
-        codes, code_labels = space.encode(test.images[:LATENT_CODES]), test.labels[:LATENT_CODES]
-    for name in (LATENT_INDEPENDENT.name, LATENT_OT.name):
-        same = torch.equal(runs[name].model.latent_mean, latent_cfg.latent_mean) and torch.equal(runs[name].model.latent_std, latent_cfg.latent_std)
-        if not same:
-            raise RuntimeError(f"{name} standardises the codes differently from {LATENT_CFG.name}: their likelihoods are not comparable")
-    result["latent"] = _latent_section(runs, codes, code_labels)
-    _write(result)
-
-    null = torch.full((test.labels.shape[0],), unet.model.null_label, dtype=torch.long)
-    digits = test.images[:TOLERANCE_DIGITS]
-    rows = []
+def _tolerance_section(unet: LoadedCheckpoint, test: ImageDataset, null: Tensor, generator: torch.Generator) -> dict[str, Any]:
+    digits, rows = test.images[:TOLERANCE_DIGITS], []
     for tolerance in TOLERANCES:
         start = time.perf_counter()
         values, evaluations = _pixel_bits(unet.model, digits, null[:TOLERANCE_DIGITS], torch.Generator().manual_seed(1), rtol=tolerance, atol=tolerance)
@@ -173,19 +158,20 @@ def main() -> int:
         values, evaluations = _pixel_bits(unet.model, digits, null[:TOLERANCE_DIGITS], torch.Generator().manual_seed(1), method="heun", steps=steps)
         rows.append({"heun_steps": steps, "bits_per_dim": _summary(values), "evaluations": evaluations})
         print(rows[-1], flush=True)
-    result["tolerance"] = {"digits": TOLERANCE_DIGITS, "rows": rows}
-    _write(result)
+    return {"digits": TOLERANCE_DIGITS, "rows": rows}
 
+
+def _ood_section(unet: LoadedCheckpoint, test: ImageDataset, null: Tensor, generator: torch.Generator) -> dict[str, Any]:
     rows = []
-    for name, images in _transforms(test.images[:OOD_IMAGES], torch.Generator().manual_seed(2)).items():
+    for name, images in _transforms(test.images, test.labels, OOD_IMAGES, torch.Generator().manual_seed(2)).items():
         values, evaluations = _pixel_bits(unet.model, images, null[:OOD_IMAGES], generator, rtol=RTOL, atol=ATOL)
         rows.append({"images": name, "bits_per_dim": _summary(values), "evaluations": evaluations})
         print(rows[-1], flush=True)
-    result["out_of_distribution"] = {"images_per_row": OOD_IMAGES, "rows": rows}
-    _write(result)
+    return {"images_per_row": OOD_IMAGES, "rows": rows}
 
-    rows = []
-    quality = unet.entry["quality"]
+
+def _guidance_section(unet: LoadedCheckpoint, test: ImageDataset, generator: torch.Generator) -> dict[str, Any]:
+    rows, quality = [], unet.entry["quality"]
     for scale in GUIDANCE_SCALES:
         values, evaluations = _pixel_bits(_guided(unet.model, scale), test.images[:GUIDANCE_DIGITS], test.labels[:GUIDANCE_DIGITS],
                                           generator, rtol=RTOL, atol=ATOL)
@@ -193,24 +179,75 @@ def main() -> int:
         rows.append({"guidance_scale": scale, "bits_per_dim": _summary(values), "evaluations": evaluations,
                      "accuracy": measured["accuracy"], "frechet": measured["frechet"], "quality_steps": quality["steps"]})
         print(rows[-1], flush=True)
-    result["guidance"] = {"digits": GUIDANCE_DIGITS, "rows": rows}
-    _write(result)
+    return {"digits": GUIDANCE_DIGITS, "rows": rows}
 
+
+def _pixel_section(unet: LoadedCheckpoint, test: ImageDataset, null: Tensor, generator: torch.Generator, digits: int, result: dict[str, Any]) -> dict[str, Any]:
+    """The bits-per-dimension figure, written after every batch so that a long run can be watched."""
     values, evaluations, start = [], [], time.perf_counter()
-    for begin in range(0, arguments.digits, BATCH):
-        end = min(begin + BATCH, arguments.digits)
+    for begin in range(0, digits, BATCH):
+        end = min(begin + BATCH, digits)
         chunk, nfe = _pixel_bits(unet.model, test.images[begin:end], null[begin:end], generator, rtol=RTOL, atol=ATOL)
         values.append(chunk)
         evaluations.append(nfe)
         bits = torch.cat(values)
         seconds = time.perf_counter() - start
+        projected = TARGET_DIGITS * seconds / bits.numel()
         result["pixel"] = {"digits": bits.numel(), "bits_per_dim": _summary(bits), "evaluations_per_batch": evaluations,
                            "seconds": seconds, "seconds_per_digit": seconds / bits.numel(),
-                           "target": {"digits": TARGET_DIGITS, "seconds": TARGET_SECONDS,
-                                      "projected_seconds": TARGET_DIGITS * seconds / bits.numel(),
-                                      "met": TARGET_DIGITS * seconds / bits.numel() <= TARGET_SECONDS}}
+                           "target": {"digits": TARGET_DIGITS, "seconds": TARGET_SECONDS, "projected_seconds": projected,
+                                      "met": projected <= TARGET_SECONDS}}
         _write(result)
         print(result["pixel"], flush=True)
+    return result["pixel"]
+
+
+SECTIONS = ("latent", "tolerance", "out_of_distribution", "guidance", "pixel")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits", type=int, default=TARGET_DIGITS, help="test digits of the bits-per-dimension figure")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to (re)run")
+    arguments = parser.parse_args()
+    torch.manual_seed(0)
+    runs = {recipe.name: load_or_train(recipe, CHECKPOINTS, allow_training=False)
+            for recipe in (CFG_UNET, VAE_RECIPE, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT)}
+    unet = runs[CFG_UNET.name]
+    test = load_mnist(train=False)
+    generator = torch.Generator().manual_seed(0)
+    checkpoints = {name: run.entry["sha256"] for name, run in runs.items()}
+    result: dict[str, Any] = json.loads(RESULT.read_text()) if set(arguments.sections) != set(SECTIONS) else {}
+    if result and result["checkpoints"] != checkpoints:
+        raise RuntimeError(f"{RESULT} measured other checkpoints: rerun every section")
+    result |= {
+        "settings": {"divergence": "hutchinson", "probes": 1, "probe_kind": PROBE_KIND, "method": "dopri5", "rtol": RTOL, "atol": ATOL,
+                     "dequantisation": "uniform", "pixel_scale": PIXEL_SCALE, "batch_size": BATCH, "latent_codes": LATENT_CODES,
+                     "device": f"cpu: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"},
+        "checkpoints": checkpoints,
+        "published": {"ffjord_mnist_bits_per_dim": 0.99, "realnvp_mnist_bits_per_dim": 1.06, "glow_mnist_bits_per_dim": 1.05},
+    }
+    null = torch.full((test.labels.shape[0],), unet.model.null_label, dtype=torch.long)
+    for section in arguments.sections:
+        if section == "latent":
+            with torch.no_grad():
+                latent_cfg = runs[LATENT_CFG.name].model
+                space = latent_cfg.space(runs[VAE_RECIPE.name].model)
+                codes, code_labels = space.encode(test.images[:LATENT_CODES]), test.labels[:LATENT_CODES]
+            for name in (LATENT_INDEPENDENT.name, LATENT_OT.name):
+                model = runs[name].model
+                if not (torch.equal(model.latent_mean, latent_cfg.latent_mean) and torch.equal(model.latent_std, latent_cfg.latent_std)):
+                    raise RuntimeError(f"{name} standardises the codes differently from {LATENT_CFG.name}: their likelihoods are not comparable")
+            result["latent"] = _latent_section(runs, codes, code_labels)
+        elif section == "tolerance":
+            result["tolerance"] = _tolerance_section(unet, test, null, generator)
+        elif section == "out_of_distribution":
+            result["out_of_distribution"] = _ood_section(unet, test, null, generator)
+        elif section == "guidance":
+            result["guidance"] = _guidance_section(unet, test, generator)
+        else:
+            result["pixel"] = _pixel_section(unet, test, null, generator, arguments.digits, result)
+        _write(result)
     return 0
 
 
