@@ -92,7 +92,8 @@ def _transforms(test_images: Tensor, test_labels: Tensor, count: int, generator:
         "test eights": test_images[test_labels == 8][:count],
         "blank": -torch.ones_like(digits),
         "constant grey": _on_grid(torch.zeros_like(digits)),
-        "smoothed digits": _on_grid(F.conv2d(digits, box, padding=1)),
+        # Padded with the background value, so that the border stays black.
+        "smoothed digits": _on_grid(F.conv2d(F.pad(digits, (1, 1, 1, 1), value=-1), box)),
         "shrunk digits": _on_grid(F.pad(F.avg_pool2d(digits, 2), (7, 7, 7, 7), value=-1)),
         "vertical bar": vertical_bar(digits),
         "inverted digits": -digits,
@@ -172,14 +173,20 @@ def _ood_section(unet: LoadedCheckpoint, test: ImageDataset, null: Tensor, gener
     return {"images_per_row": OOD_IMAGES, "rows": rows}
 
 
-def _guidance_section(unet: LoadedCheckpoint, test: ImageDataset, generator: torch.Generator) -> dict[str, Any]:
-    rows, quality = [], unet.entry["quality"]
+def _guidance_section(unet: LoadedCheckpoint, test: ImageDataset) -> dict[str, Any]:
+    """The same dequantised digits and the same probes at every guidance scale, so that differences are paired."""
+    images = dequantize(test.images[:GUIDANCE_DIGITS], torch.Generator().manual_seed(3))
+    labels, quality = test.labels[:GUIDANCE_DIGITS], unet.entry["quality"]
+    rows, conditional = [], None
     for scale in GUIDANCE_SCALES:
-        values, evaluations = _pixel_bits(_guided(unet.model, scale), test.images[:GUIDANCE_DIGITS], test.labels[:GUIDANCE_DIGITS],
-                                          generator, rtol=RTOL, atol=ATOL)
+        result = log_likelihood(_guided(unet.model, scale), images, labels, divergence="hutchinson", probe_kind=PROBE_KIND,
+                                generator=torch.Generator().manual_seed(4), rtol=RTOL, atol=ATOL)
+        values = bits_per_dimension(result.log_likelihood, PIXELS)
+        conditional = values if conditional is None else conditional
         measured = next(r for r in quality["by_guidance_scale"] if r["guidance_scale"] == scale)
-        rows.append({"guidance_scale": scale, "bits_per_dim": _summary(values), "evaluations": evaluations,
-                     "accuracy": measured["accuracy"], "frechet": measured["frechet"], "quality_steps": quality["steps"]})
+        rows.append({"guidance_scale": scale, "bits_per_dim": _summary(values), "minus_first_scale": _summary(values - conditional),
+                     "evaluations": result.evaluations, "accuracy": measured["accuracy"], "frechet": measured["frechet"],
+                     "quality_steps": quality["steps"]})
         print(rows[-1], flush=True)
     return {"digits": GUIDANCE_DIGITS, "rows": rows}
 
@@ -249,7 +256,7 @@ def main() -> int:
         elif section == "out_of_distribution":
             result["out_of_distribution"] = _ood_section(unet, test, null, generator)
         elif section == "guidance":
-            result["guidance"] = _guidance_section(unet, test, generator)
+            result["guidance"] = _guidance_section(unet, test)
         else:
             result["pixel"] = _pixel_section(unet, test, null, generator, arguments.digits, result)
         _write(result)
