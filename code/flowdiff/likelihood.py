@@ -46,6 +46,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from flowdiff import _random
 from flowdiff._checks import check_count, check_positive
 from flowdiff.distributions import Density
 
@@ -169,17 +170,6 @@ def hutchinson_divergence(vector_field: Callable[[Tensor], Tensor], x: Tensor, p
     return velocity.detach(), estimate / probes.shape[0]
 
 
-def _on_device(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None, draw: Callable[..., Tensor]) -> Tensor:
-    """Random numbers of ``shape`` on ``like``'s device and dtype.
-
-    With a generator the numbers are drawn on the generator's device and
-    then moved: a CPU generator gives the same numbers whatever the device
-    of ``like``, so results are reproducible across devices.
-    """
-    device = like.device if generator is None else generator.device
-    return draw(shape, generator=generator, device=device).to(device=like.device, dtype=like.dtype)
-
-
 def draw_probes(
     x: Tensor, count: int, kind: str = "gaussian", generator: torch.Generator | None = None
 ) -> Tensor:
@@ -198,8 +188,8 @@ def draw_probes(
         raise ValueError(f"kind must be one of {PROBES}, got {kind!r}")
     shape = (count, *x.shape)
     if kind == "gaussian":
-        return _on_device(shape, x, generator, lambda s, **kw: torch.randn(s, **kw))
-    return _on_device(shape, x, generator, lambda s, **kw: torch.randint(0, 2, s, **kw)) * 2 - 1
+        return _random.randn(shape, like=x, generator=generator)
+    return (_random.randint(2, shape, like=x, generator=generator) * 2 - 1).to(x.dtype)
 
 
 def standard_normal_log_density(x: Tensor) -> Tensor:
@@ -370,7 +360,7 @@ def dequantize(images: Tensor, generator: torch.Generator | None = None) -> Tens
     bytes_ = (images + 1) * PIXEL_SCALE
     if torch.any((bytes_ - bytes_.round()).abs() > 1e-3) or torch.any(bytes_.round() < 0) or torch.any(bytes_.round() > 255):
         raise ValueError("images must hold 8-bit pixel values b / 127.5 - 1, b in {0, ..., 255}")
-    uniform = _on_device(tuple(images.shape), images, generator, lambda s, **kw: torch.rand(s, **kw))
+    uniform = _random.rand(images.shape, like=images, generator=generator)
     return images + (uniform - 0.5) / PIXEL_SCALE
 
 
