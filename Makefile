@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent publish clean clean-cache
+.PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent benchmark-likelihood publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 # The build driver clears the execution cache itself when the package, assets/ or the
@@ -71,6 +71,11 @@ benchmark-latent: $(STAMP)
 .PHONY: mutants
 mutants: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python tools/mutants.py --jobs 2
+
+# Likelihoods of the MNIST models (bits per dimension of 1,000 test digits, latent codes, out-of-distribution
+# images), from the shipped checkpoints (never trains): assets/benchmarks/likelihood-mnist.json, read by Chapter 15.
+benchmark-likelihood: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python tools/benchmark_likelihood.py
 
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book
