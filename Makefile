@@ -28,7 +28,7 @@ translations: $(STAMP)
 	-$(BIN)/python tools/translation_status.py
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest tests --run-book -n 2
+	$(BIN)/python -m pytest tests --run-book -n 2 --dist worksteal
 
 # The browser tests drive Debian's Chromium; CJK fonts make the Chinese pages readable.
 .PHONY: browser
