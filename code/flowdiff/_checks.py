@@ -25,14 +25,20 @@ def check_batch(x: Tensor, name: str, dim: int | None = None) -> None:
         raise ValueError(f"{name} must have {dim} columns, got shape {tuple(x.shape)}")
 
 
-def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
-    """Require a finite scalar ``value > 0`` (or ``>= 0`` with ``allow_zero``)."""
+def finite_scalar(value: float | Tensor, name: str) -> float:
+    """``value`` as a Python number, when it is a finite number or a one-element tensor holding one."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
         value = value.item()
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
+    """Require a finite scalar ``value > 0`` (or ``>= 0`` with ``allow_zero``)."""
+    value = finite_scalar(value, name)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value}")

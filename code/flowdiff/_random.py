@@ -26,7 +26,7 @@ no generator) and the default dtype.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -51,6 +51,16 @@ def _draw_device(result_device: torch.device, generator: torch.Generator | None)
     return generator.device if generator is not None else result_device
 
 
+def _floating(
+    draw: Callable[..., Tensor], shape: Sequence[int], like: Tensor | None, device: Device,
+    dtype: torch.dtype | None, generator: torch.Generator | None,
+) -> Tensor:
+    """A floating-point draw (``torch.randn`` or ``torch.rand``) made under the module's rule."""
+    result_device, result_dtype = _placement(like, device, dtype, generator)
+    draws = draw(tuple(shape), generator=generator, dtype=result_dtype, device=_draw_device(result_device, generator))
+    return draws.to(result_device)
+
+
 def randn(
     shape: Sequence[int],
     *,
@@ -60,10 +70,7 @@ def randn(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Standard normal draws of the given ``shape`` (see the module's rule for the device)."""
-    result_device, result_dtype = _placement(like, device, dtype, generator)
-    draw_device = _draw_device(result_device, generator)
-    draws = torch.randn(tuple(shape), generator=generator, dtype=result_dtype, device=draw_device)
-    return draws.to(result_device)
+    return _floating(torch.randn, shape, like, device, dtype, generator)
 
 
 def rand(
@@ -75,10 +82,7 @@ def rand(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Uniform draws on ``[0, 1)`` of the given ``shape`` (see the module's rule for the device)."""
-    result_device, result_dtype = _placement(like, device, dtype, generator)
-    draw_device = _draw_device(result_device, generator)
-    draws = torch.rand(tuple(shape), generator=generator, dtype=result_dtype, device=draw_device)
-    return draws.to(result_device)
+    return _floating(torch.rand, shape, like, device, dtype, generator)
 
 
 def randint(

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from flowdiff import _random
-from flowdiff._checks import check_batch, check_count, check_positive
+from flowdiff._checks import check_batch, check_count, check_positive, finite_scalar
 from flowdiff.paths import NoisableData, Scheduler
 from flowdiff.solvers import Trajectory
 
@@ -259,12 +259,7 @@ _PREDICTIONS = ("epsilon", "sample", "v_prediction")
 
 
 def _check_alpha_bar(value: float, name: str, upper_inclusive: bool) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
-        value = value.item()
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = finite_scalar(value, name)
     if value < 0 or value > 1 or (value == 1 and not upper_inclusive):
         bound = "[0, 1]" if upper_inclusive else "[0, 1)"
         raise ValueError(f"{name} must lie in {bound}, got {value}")
