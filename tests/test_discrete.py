@@ -400,3 +400,15 @@ def test_ddim_with_eta_one_is_ddpm_with_the_posterior_variance(prediction: str) 
         a, a_prev = schedule.at(k), schedule.at(k_prev)
         torch.testing.assert_close(ddim_step(output, x, a, a_prev, prediction, eta=1.0, noise=noise),
                                    ddpm_step(output, x, a, a_prev, prediction, "posterior", noise=noise))
+
+
+def test_the_chain_noises_data_by_its_closed_form() -> None:
+    """x_s = x_0 + σ_q √s ε (eq-dd-forward): the same generator gives the same ε, and the draws have the law N(x_0, σ_q² s)."""
+    chain, x0 = VarianceExplodingChain(sigma=2.0, steps=10), torch.tensor([[1.0, -3.0], [0.5, 2.0]])
+    s = torch.tensor([0.25, 0.81])
+    expected = x0 + 2.0 * s.sqrt()[:, None] * torch.randn(2, 2, generator=gen(40))
+    torch.testing.assert_close(chain.noised(x0, s, generator=gen(40)), expected)
+    many = chain.noised(x0[:1].expand(40_000, 2), torch.full((40_000,), 0.25), generator=gen(41))
+    # Standard errors: 1/200 of σ = 1 for the mean, about 1/140 of σ² = 1 for the variance.
+    torch.testing.assert_close(many.mean(0), x0[0], atol=0.02, rtol=0)
+    torch.testing.assert_close(many.var(0), torch.ones(2), atol=0.03, rtol=0)
