@@ -25,7 +25,7 @@ def _build_classifier(config: Mapping[str, Any]) -> nn.Module:
 
 def _shift(images: Tensor, generator: torch.Generator, pixels: int) -> Tensor:
     """Translate a batch by a random offset of at most ``pixels`` in each direction (augmentation)."""
-    # An offset in {0, …, 2p} shifted by -p: the same draws as torch.randint(-p, p + 1) on the CPU.
+    # An offset in {0, …, 2p} shifted by -p: on the CPU, the very draws the old offset in [-p, p] gave.
     dx, dy = (_random.randint(2 * pixels + 1, (2,), generator=generator) - pixels).tolist()
     return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
 
