@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 BUILD_COMMAND = [sys.executable, str(ROOT / "tools" / "build_book.py"), "html"]
 BUILD_LIMIT_SECONDS = 3600
+_BACKGROUND_BUILD = pytest.StashKey[subprocess.Popen]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -37,8 +40,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     folder = config._tmp_path_factory.getbasetemp()  # the workers' base folders live inside this one
     with (folder / "book-build.out").open("w") as out, (folder / "book-build.err").open("w") as err:
         # The exit status lands in a file of its own once the build is over: its presence means "done".
-        subprocess.Popen(["sh", "-c", '"$@"; echo $? > "$0"', str(folder / "book-build.rc"), *BUILD_COMMAND],
-                         cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        config.stash[_BACKGROUND_BUILD] = subprocess.Popen(
+            ["sh", "-c", '"$@"; echo $? > "$0"', str(folder / "book-build.rc"), *BUILD_COMMAND],
+            cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Reap the background build; stop it first if no test waited for it (a run cut short, or `-k` without the book)."""
+    build = session.config.stash.get(_BACKGROUND_BUILD, None)
+    if build is None:
+        return
+    if build.poll() is None:
+        os.killpg(build.pid, signal.SIGTERM)  # its own session: the shell, the build and the notebook kernels
+    build.wait()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
