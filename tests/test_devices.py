@@ -37,6 +37,16 @@ from flowdiff.dynamics import (
     OverdampedLangevin,
     VectorFieldODE,
 )
+from flowdiff.flowmaps import (
+    consistency_loss,
+    consistency_sample,
+    flow_map,
+    flow_map_regression_loss,
+    flow_map_sample,
+    meanflow_loss,
+    meanflow_target,
+    teacher_pairs,
+)
 from flowdiff.guidance import (
     ClassifierFreeGuidance,
     ClassifierGuidance,
@@ -51,7 +61,7 @@ from flowdiff.labelled_mixtures import LabelledMixture
 from flowdiff.latent import LatentSpace
 from flowdiff.losses import conditional_flow_matching_loss, denoising_score_matching_loss, flow_matching_loss
 from flowdiff.metrics import frechet_distance, judge_samples, mmd, path_straightness, sliced_wasserstein, wasserstein
-from flowdiff.models import ConditionalMLPVectorField, MLPVectorField, MNISTClassifier, UNet
+from flowdiff.models import ConditionalMLPVectorField, MLPFlowMap, MLPVectorField, MNISTClassifier, UNet
 from flowdiff.paths import CosineScheduler, GaussianPath, LinearPath, LinearScheduler, VPScheduler
 from flowdiff.solvers import simulate, simulate_trajectory, solve_adaptive, time_grid
 from flowdiff.steering import GradientSteering, denoised_estimate
@@ -400,6 +410,40 @@ def _data(device: torch.device, dtype: torch.dtype) -> object:
     images, labels = dataset.batch(8, generator=gen(66))
     noise, data = normal(16, 2, seed=67, device=device), normal(16, 2, seed=68, device=device)
     return images, labels, pair_by_optimal_transport(noise, data)
+
+
+# flow maps (Chapter 16)
+
+
+def flow_map_network(device: torch.device, num_classes: int | None = None) -> MLPFlowMap:
+    return seeded(lambda: MLPFlowMap(2, hidden=32, layers=3, num_classes=num_classes), device)
+
+
+@case("flowmaps.losses")
+def _flowmap_losses(device: torch.device, dtype: torch.dtype) -> object:
+    network = flow_map_network(device)
+    x, velocity = normal(32, 2, seed=69, device=device), normal(32, 2, seed=70, device=device)
+    s, t = times(32, 71, device, high=0.5), times(32, 72, device, low=0.5)
+    teacher = teacher_pairs(VectorFieldODE(mlp(device)), x, 5, keep_trajectory=True)
+    return (
+        flow_map(network, x, s, t),
+        meanflow_loss(network, x, s, t, velocity),
+        meanflow_loss(network, x, s, t, velocity, adaptive_power=1.0),
+        meanflow_target(network, x, s, t, velocity).target,
+        consistency_loss(network, x, s, x + 0.1, t),
+        flow_map_regression_loss(network, x, s, t, velocity),
+        teacher.x1,
+        teacher.trajectory,
+    )
+
+
+@case("flowmaps.samplers")
+def _flowmap_samplers(device: torch.device, dtype: torch.dtype) -> object:
+    network = flow_map_network(device, num_classes=3)
+    labels = torch.arange(16, device=device) % 4  # 3 is the null label
+    x0 = normal(16, 2, seed=73, device=device)
+    u = lambda x, s, t: network(x, s, t, labels)  # noqa: E731
+    return flow_map_sample(u, x0, 2), consistency_sample(u, x0, 3, generator=gen(74))
 
 
 # --- the checks ------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ MODULES: dict[str, list[str]] = {
     "guidance": ["tests/test_guidance.py"],
     "steering": ["tests/test_steering.py"],
     "discrete": ["tests/test_discrete.py"],
+    "flowmaps": ["tests/test_flowmaps.py"],
 }
 
 # Names that hold a time: a call that receives one of them can be handed the wrong time.

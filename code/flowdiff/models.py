@@ -1,4 +1,4 @@
-r"""Neural networks: vector fields on vectors (Chapters 5 and 8), the U-Net and a classifier on images (Chapters 9 and 10).
+r"""Neural networks: vector fields on vectors (Chapters 5 and 8), the U-Net and a classifier on images (Chapters 9 and 10), flow maps (Chapter 16).
 
 A model of this module maps a batch of points ``x`` of shape ``(n, d)``
 and their times ``t`` of shape ``(n,)`` to ``(n, d)``. Time enters through
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from flowdiff import _random
 from flowdiff._checks import check_batch, check_count, check_positive
 
-__all__ = ["perceptron", "FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier"]
+__all__ = ["perceptron", "FourierTimeEmbedding", "MLPVectorField", "ConditionalMLPVectorField", "ResidualLayer", "Encoder", "Decoder", "UNet", "MNISTClassifier", "MLPFlowMap"]
 
 
 def perceptron(width_in: int, hidden: int, layers: int, width_out: int) -> nn.Module:
@@ -358,3 +358,66 @@ class MNISTClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+# --- flow maps (Chapter 16) ------------------------------------------------------------------
+
+
+class MLPFlowMap(nn.Module):
+    r"""An MLP ``(x, s, t[, y]) -> R^d``: the average velocity ``ū(x, s, t)`` of a flow map (Chapter 16, eq. ``eq-onestep-average``).
+
+    The flow map it represents is ``X_{s→t}(x) = x + (t − s) ū(x, s, t)``
+    (:func:`~flowdiff.flowmaps.flow_map`). The start time ``s`` and the
+    length ``t − s`` of the jump are embedded separately: the network
+    must know how far it jumps, and at ``t = s`` it is an ordinary
+    vector field. With ``num_classes`` it takes a label as
+    :class:`ConditionalMLPVectorField` does, the last label being the null label ``∅``.
+
+    Args:
+        dim: dimension ``d`` of the points.
+        hidden: width of the hidden layers.
+        layers: number of linear layers (at least 2).
+        num_classes: number of labels, not counting the null label; ``None`` for an unconditional map.
+        time_features: width of each of the two time embeddings.
+        label_features: width of the label embedding.
+    """
+
+    def __init__(
+        self, dim: int, hidden: int = 128, layers: int = 4, num_classes: int | None = None, time_features: int = 32, label_features: int = 16
+    ) -> None:
+        super().__init__()
+        for value, name in ((dim, "dim"), (hidden, "hidden"), (layers, "layers")):
+            check_count(value, name)
+        if layers < 2:
+            raise ValueError(f"layers must be >= 2, got {layers}")
+        if num_classes is not None:
+            check_count(num_classes, "num_classes")
+            check_count(label_features, "label_features")
+        self.dim, self.num_classes = dim, num_classes
+        self.start_embedding = FourierTimeEmbedding(time_features)
+        self.length_embedding = FourierTimeEmbedding(time_features)
+        labels = 0 if num_classes is None else label_features
+        self.label_embedding = None if num_classes is None else nn.Embedding(num_classes + 1, label_features)
+        self.network = perceptron(dim + 2 * time_features + labels, hidden, layers, dim)
+
+    @property
+    def null_label(self) -> int:
+        if self.num_classes is None:
+            raise AttributeError("an unconditional flow map has no null label")
+        return self.num_classes
+
+    def forward(self, x: Tensor, s: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        check_batch(x, "x", self.dim)
+        for value, name in ((s, "s"), (t, "t")):
+            if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"{name} must have shape ({x.shape[0]},), one time per sample, got {shape}")
+        features = [x, self.start_embedding(s).to(x.dtype), self.length_embedding(t - s).to(x.dtype)]
+        if self.label_embedding is not None:
+            if labels is None:
+                raise ValueError("labels must be given to a conditional flow map (the null label for none)")
+            _check_labels(labels, x.shape[0], self.num_classes + 1)
+            features.append(self.label_embedding(labels).to(x.dtype))
+        elif labels is not None:
+            raise ValueError("labels were given to an unconditional flow map")
+        return self.network(torch.cat(features, dim=1))
