@@ -84,6 +84,18 @@ def test_the_exact_map_is_a_semigroup_and_solves_the_ode() -> None:
     torch.testing.assert_close(pairs.x1, exact_map(x, zeros, ones), rtol=0, atol=1e-5)
 
 
+def test_the_sampler_follows_a_given_grid_of_jumps() -> None:
+    x0, _, _ = _inputs(64)
+    grid = torch.tensor([0.0, 0.1, 0.45, 1.0], dtype=torch.float64)
+    stepped = flow_map_sample(lambda x, s, t: exact_velocity(x, s), x0, grid)  # Euler on this grid
+    euler = x0
+    for s, t in zip(grid[:-1], grid[1:]):
+        euler = euler + (t - s) * exact_velocity(euler, s.expand(64))
+    torch.testing.assert_close(stepped, euler)
+    torch.testing.assert_close(flow_map_sample(exact_average_velocity, x0, torch.linspace(0, 1, 3, dtype=torch.float64)),
+                               flow_map_sample(exact_average_velocity, x0, 2))
+
+
 def test_one_jump_of_the_exact_map_samples_the_data_law() -> None:
     x0 = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     samples = flow_map_sample(exact_average_velocity, x0, 1)
@@ -153,6 +165,29 @@ def test_adaptive_weighting_reweights_but_keeps_a_squared_error() -> None:
     torch.testing.assert_close(weighted, torch.tensor(3.0))
     with pytest.raises(ValueError, match="adaptive_power"):
         meanflow_loss(wrong, x, s, t, velocity, adaptive_power=-1.0)
+
+
+def test_the_meanflow_loss_is_the_squared_error_of_its_target_at_the_same_times() -> None:
+    torch.manual_seed(0)
+    network = MLPFlowMap(3, hidden=16, layers=2)
+    x, s, t = (v.float() for v in _inputs(32))
+    velocity = torch.randn(32, 3, generator=torch.Generator().manual_seed(8))
+    target = meanflow_target(network, x, s, t, velocity)
+    expected = (target.prediction - target.target).pow(2).sum(dim=1).mean()
+    torch.testing.assert_close(meanflow_loss(network, x, s, t, velocity), expected)
+
+
+@pytest.mark.parametrize(("power", "offset"), [(1.0, 1e-3), (0.5, 0.1)])
+def test_adaptive_weights_are_one_over_the_error_plus_offset_to_the_power(power: float, offset: float) -> None:
+    """At s = t and ū ≡ 0 the target is the velocity, so each sample's error is ‖v_i‖², chosen unequal here."""
+    x = torch.zeros(4, 2)
+    s = t = torch.full((4,), 0.5)
+    velocity = torch.tensor([[0.1, 0.0], [1.0, 0.0], [2.0, 1.0], [0.0, 3.0]])
+    zero = lambda x_, s_, t_: torch.zeros_like(x_)  # noqa: E731
+    error = velocity.pow(2).sum(dim=1)
+    weight = (error + offset) ** -power
+    expected = (weight * error).sum() / weight.sum()
+    torch.testing.assert_close(meanflow_loss(zero, x, s, t, velocity, adaptive_power=power, adaptive_offset=offset), expected)
 
 
 def test_guidance_enters_the_target_as_classifier_free_guidance() -> None:
