@@ -378,7 +378,9 @@ def test_the_build_driver_clears_the_execution_cache_when_the_package_changes(tm
 # --- one training step of every recipe, at a tiny size, on every device ----------------------------
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
-TINY_SETTINGS = {"steps": 1, "epochs": 1, "batch_size": 16, "hidden": 32, "layers": 2, "feature_dim": 16, "embedding_dim": 16}
+TINY_SETTINGS = {"steps": 1, "epochs": 1, "batch_size": 16, "hidden": 32, "layers": 2, "feature_dim": 16, "embedding_dim": 16,
+                 # Chapter 16: a few pairs from a few teacher steps (the MNIST teacher is the shipped one).
+                 "reflow_pairs": 32, "teacher_steps": 2, "flow_map_steps": {"consistency": 1, "meanflow": 1}, "teacher": {"name": "mnist-latent-cfg", "guidance_scale": 2.0, "steps": 2, "pairs": 20}}
 
 
 def tiny_version(recipe: Recipe) -> Recipe:
@@ -405,7 +407,8 @@ def stroke_digits(n: int = 16):
 
 
 RECIPE_NAMES = ["mnist-classifier", "mnist-cfg-unet", "mnist-vae", "mnist-vae-beta-0.1", "mnist-vae-beta-10",
-                "mnist-latent-cfg", "mnist-latent-independent", "mnist-latent-ot", "mnist-latent-prompts"]
+                "mnist-latent-cfg", "mnist-latent-independent", "mnist-latent-ot", "mnist-latent-prompts",
+                "toy-flowmaps", "mnist-latent-reflow", "mnist-latent-consistency", "mnist-latent-meanflow"]
 
 
 def test_the_device_test_covers_every_recipe() -> None:
@@ -419,15 +422,16 @@ def test_the_device_test_covers_every_recipe() -> None:
 def test_one_training_step_of_every_recipe_runs_on_every_device(name: str, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every parameter gets a gradient: torchrun's DistributedDataParallel needs that (flowdiff.distributed)."""
     from flowdiff import recipes
-    from flowdiff.recipes import classifier, latent, prompted, unet, vae
+    from flowdiff.recipes import classifier, flowmaps, latent, prompted, unet, vae
 
     shipped_hash = config_hash(recipes.RECIPES[name].config)
-    for family in (classifier, unet, vae, latent, prompted):
+    for family in (classifier, unet, vae, latent, prompted, flowmaps):
         monkeypatch.setattr(family, "load_mnist", lambda train=True: stroke_digits())
     recipe = tiny_version(recipes.RECIPES[name])
     model = recipe.build(recipe.config).to(device)
     run = recipe.train(model, recipe.config, torch.device(device), False, SHIPPED)  # SHIPPED: the autoencoder, read only
-    assert len(run.losses) == 1 and all(map(torch.isfinite, torch.tensor(run.losses)))
+    networks = 10 if name == "toy-flowmaps" else 1  # toy-flowmaps trains five networks on each of two toys, one after another
+    assert len(run.losses) == networks and all(map(torch.isfinite, torch.tensor(run.losses)))
     assert all(p.device.type == device for p in model.parameters())
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
     assert config_hash(recipes.RECIPES[name].config) == shipped_hash and checkpoint_status(recipes.RECIPES[name], SHIPPED) == "ok"

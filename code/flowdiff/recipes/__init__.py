@@ -1,4 +1,4 @@
-r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13 and 14).
+r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14 and 16).
 
 - ``mnist-classifier``: :class:`~flowdiff.models.MNISTClassifier`, the judge
   of generated digits (its test accuracy is in the manifest).
@@ -14,11 +14,14 @@ r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13 and 14).
   coupling (Chapter 14).
 - ``mnist-latent-prompts``: a text-prompted flow on the codes with its
   text encoder (Chapter 13).
+- ``toy-flowmaps``, ``mnist-latent-reflow``, ``mnist-latent-consistency`` and
+  ``mnist-latent-meanflow``: one- and few-step samplers on 2-D toys and
+  on the codes (Chapter 16).
 
 One module per model family: :mod:`~flowdiff.recipes.classifier`,
 :mod:`~flowdiff.recipes.unet`, :mod:`~flowdiff.recipes.vae`,
 :mod:`~flowdiff.recipes.latent` (which explains how a latent recipe pins
-its autoencoder) and :mod:`~flowdiff.recipes.prompted`; what their
+its autoencoder), :mod:`~flowdiff.recipes.prompted` and :mod:`~flowdiff.recipes.flowmaps`; what their
 evaluators share is in :mod:`~flowdiff.recipes.evaluation`. This package
 holds the registry :data:`RECIPES` and the public names.
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 from flowdiff.artifacts import Recipe
 from flowdiff.recipes.classifier import CLASSIFIER
 from flowdiff.recipes.evaluation import mnist_test_features
+from flowdiff.recipes.flowmaps import LATENT_CONSISTENCY, LATENT_MEANFLOW, LATENT_REFLOW, TOY_FLOWMAPS
 from flowdiff.recipes.latent import LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT
 from flowdiff.recipes.prompted import PROMPTED, prompt_following, training_captions
 from flowdiff.recipes.unet import CFG_UNET
@@ -49,6 +53,10 @@ __all__ = [
     "LATENT_INDEPENDENT",
     "LATENT_OT",
     "PROMPTED",
+    "TOY_FLOWMAPS",
+    "LATENT_REFLOW",
+    "LATENT_CONSISTENCY",
+    "LATENT_MEANFLOW",
     "RECIPES",
     "mnist_test_features",
     "training_captions",
@@ -58,5 +66,5 @@ __all__ = [
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
-    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED)
+    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED, TOY_FLOWMAPS, LATENT_REFLOW, LATENT_CONSISTENCY, LATENT_MEANFLOW)
 }
