@@ -67,6 +67,17 @@ from flowdiff.solvers import simulate, simulate_trajectory, solve_adaptive, time
 from flowdiff.steering import GradientSteering, denoised_estimate
 from flowdiff.text import CaptionScheme, PromptedMLPVectorField, TextEncoder, Vocabulary, stroke_classes
 from flowdiff.toy_data import TOY_DATASETS
+from flowdiff.transformer import (
+    DiT,
+    Attention,
+    apply_rotary,
+    grid_positions,
+    multiply_adds,
+    naive_attention,
+    patchify,
+    sincos_position_embedding_2d,
+    unpatchify,
+)
 from flowdiff.vae import VAE, reparameterise, vae_loss
 
 # The report's plugin (tests/device_report.py); imported by pytest, so the test below imports it lazily.
@@ -382,6 +393,44 @@ def _unet(device: torch.device, dtype: torch.dtype) -> object:
     return unet(images, times(4, 58, device), torch.tensor([0, 1, 2, 3], device=device))
 
 
+def dit(device: torch.device, dtype: torch.dtype = torch.float32, position: str = "sincos") -> DiT:
+    """A tiny DiT with random weights: a fresh one is the zero field (adaLN-Zero), which any device gets right."""
+
+    def build() -> DiT:
+        model = DiT(image_size=28, channels=1, patch_size=7, width=16, depth=2, heads=2, num_classes=3, position=position)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, 0.2)
+        return model
+
+    return seeded(build, device, dtype)
+
+
+for _position in ("sincos", "rope"):
+
+    @case(f"transformer.DiT[{_position}]", BOTH)
+    def _dit(device: torch.device, dtype: torch.dtype, position: str = _position) -> object:
+        model = dit(device, dtype, position)
+        images = normal(4, 1, 28, 28, seed=80, device=device, dtype=dtype)
+        labels = torch.tensor([0, 1, 2, 3], device=device)
+        return model(images, times(4, 81, device), labels), sample_with_guidance(model, labels[:2], 2.0, 2, (1, 28, 28), generator=gen(82))
+
+
+@case("transformer.patches+positions+attention", BOTH)
+def _transformer_parts(device: torch.device, dtype: torch.dtype) -> object:
+    images = normal(2, 3, 8, 12, seed=83, device=device, dtype=dtype)
+    tokens = patchify(images, 4)
+    q, k, v = (normal(2, 2, 6, 8, seed=seed, device=device, dtype=dtype) for seed in (84, 85, 86))
+    positions = grid_positions(2, 3, device=device, dtype=dtype)
+    attention = seeded(lambda: Attention(16, 2), device, dtype)
+    x = normal(2, 6, 16, seed=87, device=device, dtype=dtype)
+    model = dit(device, dtype)
+    cost = multiply_adds(model, normal(2, 1, 28, 28, seed=88, device=device, dtype=dtype), times(2, 89, device),
+                         torch.tensor([0, 3], device=device))
+    return (tokens, unpatchify(tokens, 4, 3, 8, 12), sincos_position_embedding_2d(2, 3, 8, device=device, dtype=dtype),
+            positions, apply_rotary(q, positions), naive_attention(q, k, v), attention(x), attention(x, positions), cost)
+
+
 @case("vae")
 def _vae(device: torch.device, dtype: torch.dtype) -> object:
     vae = seeded(lambda: VAE(latent_dim=4, channels=(8, 8)), device)
@@ -519,7 +568,7 @@ def test_a_low_precision_state_gets_a_float32_grid_with_distinct_times(dtype: to
     assert field_times.max().item() < 1.0
 
 
-@pytest.mark.parametrize("network", ["mlp", "unet"])
+@pytest.mark.parametrize("network", ["mlp", "unet", "dit"])
 def test_a_bfloat16_network_tells_times_apart_that_bfloat16_cannot(network: str, device: torch.device) -> None:
     """0.999 and 1 are the same bfloat16 number; the time embedding works in float32, so the field still differs."""
     t = torch.tensor([0.999, 1.0], dtype=torch.float32, device=device)
@@ -528,9 +577,12 @@ def test_a_bfloat16_network_tells_times_apart_that_bfloat16_cannot(network: str,
         x = normal(1, 2, seed=74, device=device, dtype=torch.bfloat16).expand(2, 2)
         output = mlp(device, torch.bfloat16)(x, t)
     else:
-        unet = seeded(lambda: UNet(channels=(8, 16), layers=1, num_classes=3, embedding_dim=16), device, torch.bfloat16)
+        if network == "unet":
+            model = seeded(lambda: UNet(channels=(8, 16), layers=1, num_classes=3, embedding_dim=16), device, torch.bfloat16)
+        else:
+            model = dit(device, torch.bfloat16)
         x = normal(1, 1, 28, 28, seed=75, device=device, dtype=torch.bfloat16).expand(2, 1, 28, 28)
-        output = unet(x, t, torch.tensor([1, 1], device=device))
+        output = model(x, t, torch.tensor([1, 1], device=device))
     assert output.dtype == torch.bfloat16
     assert not torch.equal(output[0], output[1])
 
