@@ -22,6 +22,7 @@ from flowdiff.transformer import (
     DiTBlock,
     FinalLayer,
     apply_rotary,
+    attention_weights,
     grid_positions,
     multiply_adds,
     naive_attention,
@@ -206,6 +207,28 @@ def test_naive_attention_by_hand() -> None:
         naive_attention(q, k[:, :1], v)
 
 
+@pytest.mark.parametrize("position", ["sincos", "rope"])
+def test_attention_maps_are_the_weights_each_block_uses(position: str) -> None:
+    """Rebuild every block's attention output from the returned maps and the values, and compare with the block's own."""
+    model = randomise(tiny(depth=2, position=position), std=0.3)
+    x, t, y = inputs()
+    maps = model.attention_maps(x, t, y)
+    length = model.grid[0] * model.grid[1]
+    assert maps.shape == (2, 3, 2, length, length)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(2, 3, 2, length))
+    seen: list[tuple[Tensor, Tensor]] = []
+    for block in model.blocks:
+        block.attention.register_forward_hook(lambda module, args, output: seen.append((args, output)))
+    with torch.no_grad():
+        model(x, t, y)
+    for block, weights, (args, output) in zip(model.blocks, maps, seen):
+        _, _, v = block.attention.project(*args)
+        heads = (weights @ v).transpose(1, 2).reshape(output.shape)
+        torch.testing.assert_close(block.attention.output(heads), output, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="k must"):
+        attention_weights(torch.ones(2, 3), torch.ones(2, 4))
+
+
 # --- blocks --------------------------------------------------------------------------------------
 
 
@@ -220,7 +243,7 @@ def test_an_adaln_zero_block_is_the_identity_at_initialisation_and_an_additive_b
     assert torch.equal(FinalLayer(16, 5)(x, c), torch.zeros(2, 6, 5))
     with pytest.raises(ValueError, match="conditioning must"):
         DiTBlock(16, 2, "adaln")
-    with pytest.raises(ValueError, match="c must"):
+    with pytest.raises(ValueError, match="e must"):
         block(x, c[:1])
 
 
@@ -333,11 +356,11 @@ def test_trace_shapes_and_stages_account_for_every_parameter() -> None:
     x = torch.randn(2, 3, 8, 12, generator=gen(12))
     t, y = torch.tensor([0.2, 0.9]), torch.tensor([0, 3])
     trace = model.trace_shapes(x, t, y)
-    assert [name for name, _, _ in trace] == ["input x", "embedding c", "patchify", "patch embedding",
+    assert [name for name, _, _ in trace] == ["input x", "embedding e", "patchify", "patch embedding",
                                               "block 1", "block 2", "final layer", "unpatchify"]
     shapes = {name: shape for name, shape, _ in trace}
     assert shapes["input x"] == shapes["unpatchify"] == (2, 3, 8, 12)
-    assert shapes["embedding c"] == (2, 16)
+    assert shapes["embedding e"] == (2, 16)
     assert shapes["patchify"] == shapes["final layer"] == (2, 6, 48)  # 2 × 3 patches of 4 × 4 × 3 numbers
     assert shapes["patch embedding"] == shapes["block 2"] == (2, 6, 16)
     counts = {name: count for name, _, count in trace}

@@ -18,10 +18,10 @@ it unchanged. Its forward pass:
    (eq. ``eq-dit-rope``), so that attention scores depend on relative offsets.
 3. **Blocks**: ``depth`` transformer blocks, each multi-head self-attention
    (eq. ``eq-dit-attention``) and an MLP, conditioned on the embedding
-   ``c = MLP(γ(t)) + E[y]`` of time and label (as the U-Net's
+   ``e = MLP(γ(t)) + E[y]`` of time and label (as the U-Net's
    eq. ``eq-unet-embedding``) through adaptive layer norm with zero-initialised
    gates, *adaLN-Zero* (eq. ``eq-dit-adaln``), or, for the ablation, by adding a
-   projection of ``c`` to every token.
+   projection of ``e`` to every token.
 4. **Final layer and unpatchify**: an adaLN-modulated, zero-initialised
    linear map back to ``p² c`` numbers per token, reassembled into an image.
 
@@ -51,6 +51,7 @@ __all__ = [
     "grid_positions",
     "apply_rotary",
     "naive_attention",
+    "attention_weights",
     "Attention",
     "DiTBlock",
     "FinalLayer",
@@ -166,7 +167,7 @@ def sincos_position_embedding_2d(
     Args:
         grid_h, grid_w: patches per column and per row.
         dim: the width ``D``, a multiple of 4.
-        base: the longest wavelength is ``2π base``.
+        base: the longest wavelength is just under ``2π base``.
         device, dtype: where the embedding is made (default: the CPU and the default dtype).
     """
     check_count(dim, "dim")
@@ -255,8 +256,26 @@ def naive_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         raise ValueError(
             f"k must have q's features and v's length: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
+    return attention_weights(q, k) @ v
+
+
+def attention_weights(q: Tensor, k: Tensor) -> Tensor:
+    r"""The attention weights ``A = softmax(Q Kᵀ / √d)``, row by row (Chapter 17, eq. ``eq-dit-attention``).
+
+    Args:
+        q: queries, shape ``(..., L, d)``.
+        k: keys, shape ``(..., S, d)``.
+
+    Returns:
+        Shape ``(..., L, S)``; row ``i`` is a probability vector over the ``S`` keys, how much query ``i`` reads from each.
+    """
+    for value, name in ((q, "q"), (k, "k")):
+        if not isinstance(value, Tensor) or value.ndim < 2:
+            raise ValueError(f"{name} must be a tensor of shape (..., length, features)")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"k must have q's number of features: q {tuple(q.shape)}, k {tuple(k.shape)}")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    return torch.softmax(scores, dim=-1) @ v
+    return torch.softmax(scores, dim=-1)
 
 
 class Attention(nn.Module):
@@ -320,9 +339,9 @@ def _xavier(module: nn.Module) -> None:
 
 
 class DiTBlock(nn.Module):
-    r"""A transformer block conditioned on a vector ``c``, by adaLN-Zero or by addition (Chapter 17, eq. ``eq-dit-adaln``).
+    r"""A transformer block conditioned on a vector ``e``, by adaLN-Zero or by addition (Chapter 17, eq. ``eq-dit-adaln``).
 
-    ``conditioning="adaln-zero"``: a linear map of ``SiLU(c)`` gives, per
+    ``conditioning="adaln-zero"``: a linear map of ``SiLU(e)`` gives, per
     sample, shifts ``β``, scales ``γ`` and gates ``α`` for the attention and
     the MLP branch,
 
@@ -334,12 +353,12 @@ class DiTBlock(nn.Module):
     initialised to zero, so ``α = 0`` and the block is exactly the identity
     at initialisation.
 
-    ``conditioning="additive"``, the ablation: ``x ← x + W SiLU(c)`` on every
+    ``conditioning="additive"``, the ablation: ``x ← x + W SiLU(e)`` on every
     token, then a plain pre-norm block ``x ← x + Attn(LN(x))``,
     ``x ← x + MLP(LN(x))`` with learned layer norms; not the identity at initialisation.
 
     Args:
-        width: token width ``D`` (and width of ``c``).
+        width: token width ``D`` (and width of ``e``).
         heads: attention heads.
         conditioning: ``"adaln-zero"`` or ``"additive"``.
         mlp_ratio: hidden width of the MLP over ``D``.
@@ -363,16 +382,16 @@ class DiTBlock(nn.Module):
             nn.init.zeros_(self.modulation[-1].weight)
             nn.init.zeros_(self.modulation[-1].bias)
 
-    def forward(self, x: Tensor, c: Tensor, positions: Tensor | None = None) -> Tensor:
-        """Tokens ``x`` ``(n, L, D)`` and conditioning ``c`` ``(n, D)`` to ``(n, L, D)``; ``positions`` ``(L, k)`` turns on RoPE."""
-        if not isinstance(c, Tensor) or c.shape != (x.shape[0], self.attention.width):
-            shape = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
-            raise ValueError(f"c must have shape ({x.shape[0]}, {self.attention.width}), got {shape}")
+    def forward(self, x: Tensor, e: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Tokens ``x`` ``(n, L, D)`` and conditioning ``e`` ``(n, D)`` to ``(n, L, D)``; ``positions`` ``(L, k)`` turns on RoPE."""
+        if not isinstance(e, Tensor) or e.shape != (x.shape[0], self.attention.width):
+            shape = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+            raise ValueError(f"e must have shape ({x.shape[0]}, {self.attention.width}), got {shape}")
         if self.conditioning == "additive":
-            x = x + self.modulation(c)[:, None, :]
+            x = x + self.modulation(e)[:, None, :]
             x = x + self.attention(self.norm1(x), positions)
             return x + self.mlp(self.norm2(x))
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(e).chunk(6, dim=1)
         x = x + gate1[:, None, :] * self.attention(_modulate(self.norm1(x), shift1, scale1), positions)
         return x + gate2[:, None, :] * self.mlp(_modulate(self.norm2(x), shift2, scale2))
 
@@ -380,7 +399,7 @@ class DiTBlock(nn.Module):
 class FinalLayer(nn.Module):
     r"""``Linear(LN(x) ⊙ (1 + γ) + β)`` from width ``D`` to ``out_features``, zero-initialised (Chapter 17, eq. ``eq-dit-adaln``).
 
-    ``β`` and ``γ`` come from ``SiLU(c)`` through a linear map; both that map
+    ``β`` and ``γ`` come from ``SiLU(e)`` through a linear map; both that map
     and the output layer start at zero, so the layer outputs zeros at initialisation.
     """
 
@@ -395,9 +414,9 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        """Tokens ``(n, L, D)`` and ``c`` ``(n, D)`` to ``(n, L, out_features)``."""
-        shift, scale = self.modulation(c).chunk(2, dim=1)
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        """Tokens ``(n, L, D)`` and ``e`` ``(n, D)`` to ``(n, L, out_features)``."""
+        shift, scale = self.modulation(e).chunk(2, dim=1)
         return self.linear(_modulate(self.norm(x), shift, scale))
 
 
@@ -416,7 +435,7 @@ class DiT(nn.Module):
     ``num_classes`` (:attr:`null_label`) is the null label ``∅`` of
     classifier-free guidance. The output has the shape of ``x``.
 
-    The embedding ``c = MLP(γ(t)) + E[y]`` (Fourier features of
+    The embedding ``e = MLP(γ(t)) + E[y]`` (Fourier features of
     :class:`~flowdiff.models.FourierTimeEmbedding`, then an MLP, plus a label
     table; as the U-Net's eq. ``eq-unet-embedding``, of width ``D``) conditions
     every block. The image becomes ``L = (h/p)(w/p)`` tokens of width ``D``
@@ -504,7 +523,7 @@ class DiT(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def embed(self, t: Tensor, labels: Tensor) -> Tensor:
-        """The conditioning ``c = MLP(γ(t)) + E[y]``, shape ``(n, width)``."""
+        """The conditioning ``e = MLP(γ(t)) + E[y]``, shape ``(n, width)``."""
         return self.time_embedding(t) + self.label_embedding(labels)
 
     def _check(self, x: Tensor, t: Tensor, labels: Tensor) -> None:
@@ -518,16 +537,16 @@ class DiT(nn.Module):
         check_unit_time(t)
         _check_labels(labels, x.shape[0], self.num_classes + 1)
 
-    def process_tokens(self, tokens: Tensor, c: Tensor) -> Tensor:
+    def process_tokens(self, tokens: Tensor, e: Tensor) -> Tensor:
         """The token-level part of :meth:`forward`: positions, blocks and final layer, ``(n, L, D) -> (n, L, p² c)``.
 
         ``tokens`` are the patch embeddings, before any position embedding;
-        ``c`` is the conditioning ``(n, D)`` of :meth:`embed`. With
+        ``e`` is the conditioning ``(n, D)`` of :meth:`embed`. With
         ``position="none"`` this map is equivariant under permutations of the tokens.
         """
-        return self._process_tokens(tokens, c, lambda name, value: None)
+        return self._process_tokens(tokens, e, lambda name, value: None)
 
-    def _process_tokens(self, tokens: Tensor, c: Tensor, record: Recorder) -> Tensor:
+    def _process_tokens(self, tokens: Tensor, e: Tensor, record: Recorder) -> Tensor:
         length = self.grid[0] * self.grid[1]
         if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[1:] != (length, self.width):
             shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
@@ -539,20 +558,20 @@ class DiT(nn.Module):
             positions = self.positions
         record("patch embedding", tokens)
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens, c, positions)
+            tokens = block(tokens, e, positions)
             record(f"block {i + 1}", tokens)
-        output = self.final_layer(tokens, c)
+        output = self.final_layer(tokens, e)
         record("final layer", output)
         return output
 
     def _run(self, x: Tensor, t: Tensor, labels: Tensor, record: Recorder | None = None) -> Tensor:
         self._check(x, t, labels)
         record = record or (lambda name, value: None)
-        c = self.embed(t, labels)
-        record("embedding c", c)
+        e = self.embed(t, labels)
+        record("embedding e", e)
         patches = patchify(x, self.patch_size)
         record("patchify", patches)
-        output = self._process_tokens(self.patch_embedding(patches), c, record)
+        output = self._process_tokens(self.patch_embedding(patches), e, record)
         images = unpatchify(output, self.patch_size, self.channels, *self.image_size)
         record("unpatchify", images)
         return images
@@ -569,7 +588,7 @@ class DiT(nn.Module):
         The parameter counts of the stages add up to the network's.
         """
         stages: list[tuple[str, list[nn.Module]]] = [
-            ("embedding c", [self.time_embedding, self.label_embedding]),
+            ("embedding e", [self.time_embedding, self.label_embedding]),
             ("patchify", []),
             ("patch embedding", [self.patch_embedding]),
         ]
@@ -594,6 +613,29 @@ class DiT(nn.Module):
         for name, modules in self.stages():
             rows.append((name, shapes[name], sum(p.numel() for module in modules for p in module.parameters())))
         return rows
+
+    @torch.no_grad()
+    def attention_maps(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        """The attention weights of every block and head in one evaluation (Chapter 17), shape ``(depth, n, heads, L, L)``.
+
+        Entry ``[b, i, h, q, k]`` is how much token ``q`` reads from token
+        ``k`` in head ``h`` of block ``b`` for sample ``i`` (rows sum to one);
+        tokens are numbered row by row over the ``h/p × w/p`` grid of patches,
+        as :func:`patchify` orders them. With RoPE the rotated queries and keys are used, as in :meth:`forward`.
+        """
+        maps: list[Tensor] = []
+
+        def keep(module: Attention, inputs: tuple) -> None:
+            q, k, _ = module.project(*inputs)
+            maps.append(attention_weights(q, k))
+
+        handles = [block.attention.register_forward_pre_hook(keep) for block in self.blocks]
+        try:
+            self._run(x, t, labels)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.stack(maps)
 
 
 # --- cost --------------------------------------------------------------------------------------
