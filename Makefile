@@ -11,7 +11,7 @@ FINGERPRINT := $(BUILD)/.inputs-fingerprint
 LOCALES := locales
 LANGUAGES := zh_CN
 
-.PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent benchmark-likelihood publish clean clean-cache
+.PHONY: book english test translations linkcheck benchmark benchmark-digits benchmark-latent benchmark-likelihood benchmark-dit publish clean clean-cache
 
 # Both editions: English at _build/html, Chinese at _build/html/zh (tools/build_book.py).
 # The build driver clears the execution cache itself when the package, assets/ or the
@@ -76,6 +76,11 @@ mutants: $(STAMP)
 # images), from the shipped checkpoints (never trains): assets/benchmarks/likelihood-mnist.json, read by Chapter 15.
 benchmark-likelihood: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python tools/benchmark_likelihood.py
+
+# The DiT against the U-Net on MNIST pixels (cost, judged quality over w and steps, from the shipped checkpoints) and
+# the adaLN-Zero ablation (two short training runs, about half an hour): assets/benchmarks/dit-vs-unet.json, read by Chapter 17.
+benchmark-dit: $(STAMP)
+	$(BIN)/python tools/benchmark_dit.py
 
 # Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
 publish: book

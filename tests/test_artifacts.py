@@ -380,6 +380,8 @@ def test_the_build_driver_clears_the_execution_cache_when_the_package_changes(tm
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
 TINY_SETTINGS = {"steps": 1, "epochs": 1, "batch_size": 16, "hidden": 32, "layers": 2, "feature_dim": 16, "embedding_dim": 16,
                  # Chapter 16: a few pairs from a few teacher steps (the MNIST teacher is the shipped one).
+                 # Chapter 17: one block of width 16.
+                 "width": 16, "depth": 1, "heads": 2,
                  "reflow_pairs": 32, "teacher_steps": 2, "flow_map_steps": {"consistency": 1, "meanflow": 1}, "teacher": {"name": "mnist-latent-cfg", "guidance_scale": 2.0, "steps": 2, "pairs": 20}}
 
 
@@ -408,7 +410,7 @@ def stroke_digits(n: int = 16):
 
 RECIPE_NAMES = ["mnist-classifier", "mnist-cfg-unet", "mnist-vae", "mnist-vae-beta-0.1", "mnist-vae-beta-10",
                 "mnist-latent-cfg", "mnist-latent-independent", "mnist-latent-ot", "mnist-latent-prompts",
-                "toy-flowmaps", "mnist-latent-reflow", "mnist-latent-consistency", "mnist-latent-meanflow"]
+                "toy-flowmaps", "mnist-latent-reflow", "mnist-latent-consistency", "mnist-latent-meanflow", "mnist-cfg-dit"]
 
 
 def test_the_device_test_covers_every_recipe() -> None:

@@ -1,4 +1,4 @@
-r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14 and 16).
+r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14, 16 and 17).
 
 - ``mnist-classifier``: :class:`~flowdiff.models.MNISTClassifier`, the judge
   of generated digits (its test accuracy is in the manifest).
@@ -17,9 +17,11 @@ r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14 and 1
 - ``toy-flowmaps``, ``mnist-latent-reflow``, ``mnist-latent-consistency`` and
   ``mnist-latent-meanflow``: one- and few-step samplers on 2-D toys and
   on the codes (Chapter 16).
+- ``mnist-cfg-dit``: a class-conditional :class:`~flowdiff.transformer.DiT`
+  trained exactly as ``mnist-cfg-unet`` (Chapter 17).
 
 One module per model family: :mod:`~flowdiff.recipes.classifier`,
-:mod:`~flowdiff.recipes.unet`, :mod:`~flowdiff.recipes.vae`,
+:mod:`~flowdiff.recipes.unet`, :mod:`~flowdiff.recipes.dit`, :mod:`~flowdiff.recipes.vae`,
 :mod:`~flowdiff.recipes.latent` (which explains how a latent recipe pins
 its autoencoder), :mod:`~flowdiff.recipes.prompted` and :mod:`~flowdiff.recipes.flowmaps`; what their
 evaluators share is in :mod:`~flowdiff.recipes.evaluation`. This package
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from flowdiff.artifacts import Recipe
 from flowdiff.recipes.classifier import CLASSIFIER
+from flowdiff.recipes.dit import CFG_DIT
 from flowdiff.recipes.evaluation import mnist_test_features
 from flowdiff.recipes.flowmaps import LATENT_CONSISTENCY, LATENT_MEANFLOW, LATENT_REFLOW, TOY_FLOWMAPS
 from flowdiff.recipes.latent import LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT
@@ -47,6 +50,7 @@ from flowdiff.recipes.vae import VAE_KL_SWEEP, VAE_RECIPE
 __all__ = [
     "CLASSIFIER",
     "CFG_UNET",
+    "CFG_DIT",
     "VAE_RECIPE",
     "VAE_KL_SWEEP",
     "LATENT_CFG",
@@ -66,5 +70,5 @@ __all__ = [
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
-    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED, TOY_FLOWMAPS, LATENT_REFLOW, LATENT_CONSISTENCY, LATENT_MEANFLOW)
+    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED, TOY_FLOWMAPS, LATENT_REFLOW, LATENT_CONSISTENCY, LATENT_MEANFLOW, CFG_DIT)
 }

@@ -20,7 +20,7 @@ from flowdiff.recipes.classifier import CLASSIFIER
 from flowdiff.recipes.evaluation import guidance_quality
 from flowdiff.training import train
 
-__all__ = ["CFG_UNET"]
+__all__ = ["CFG_UNET", "train_pixel_flow"]
 
 
 def _build_unet(config: Mapping[str, Any]) -> nn.Module:
@@ -32,7 +32,13 @@ def _build_unet(config: Mapping[str, Any]) -> nn.Module:
     )
 
 
-def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, directory: Path) -> TrainingRun:
+def train_pixel_flow(model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, description: str) -> TrainingRun:
+    """Train a class-conditional network ``model(x, t, labels)`` on MNIST pixels by conditional flow matching on the linear path,
+    with label dropout ``config["eta"]`` for classifier-free guidance (Chapters 8 and 10).
+
+    Shared by the U-Net and the DiT of Chapter 17 (:mod:`~flowdiff.recipes.dit`), so that the two see the same batches,
+    times and dropped labels: only the network differs.
+    """
     data = load_mnist(train=True)
     images, labels = data.images.to(device), data.labels.to(device)
     path = LinearPath()
@@ -47,8 +53,12 @@ def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.devic
             lambda x, time: network(x, time, kept), path, images[index.to(device)], x0=noise, t=t
         )
 
-    history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description="U-Net")
+    history = train(model, loss_fn, config["steps"], lr=config["lr"], seed=config["seed"], progress=progress, description=description)
     return TrainingRun(history.losses)
+
+
+def _train_unet(model: nn.Module, config: Mapping[str, Any], device: torch.device, progress: bool | None, directory: Path) -> TrainingRun:
+    return train_pixel_flow(model, config, device, progress, "U-Net")
 
 
 CFG_UNET = Recipe(
