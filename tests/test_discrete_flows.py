@@ -425,6 +425,36 @@ def test_the_negative_elbo_of_the_exact_posterior_is_the_negative_log_likelihood
     torch.testing.assert_close(bits, again.sum() / (SUPPORT.numel() * math.log(2)))
 
 
+def test_the_negative_elbo_matches_its_time_integral_for_a_model_that_sees_time_and_masks() -> None:
+    """The estimator's change of variables (k masks, u ~ Beta(L − k + 1, k), t = κ^{-1}(u)) against the integral.
+
+    On x_1 = (0, 0, 0, 0) a model with logits (5t − m/2, 0, 0), m the number of masks, costs
+    c(t, m) = log(1 + 2 e^{m/2 − 5t}) per masked token, so the bound is
+    ∫ κ̇_t/(1 − κ_t) Σ_m Binomial(m; L, 1 − κ_t) m c(t, m) dt, here by the trapezoid rule on 20,001 times.
+    8,000 copies × 8 samples: the terms (at most L c(0, L) ≈ 10.8) have a standard deviation of 2.3, so the
+    standard error is 0.009; tolerance 0.04. Drawing u from the k-th order statistic instead gives 1.28 against 1.97.
+    """
+    path = MixturePath(VOCAB, "mask", CosineKappa())
+    length = 4
+
+    def model(x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        logits = torch.zeros(*x.shape, VOCAB, dtype=t.dtype)
+        logits[..., 0] = 5 * t[:, None] - 0.5 * (x == VOCAB).sum(dim=1, keepdim=True)
+        return logits
+
+    grid = torch.linspace(0, 1, 20_001, dtype=torch.float64)
+    kappa = path.scheduler(grid)
+    integrand = torch.zeros_like(grid)
+    for m in range(1, length + 1):
+        # κ̇/(1 − κ) · C(L, m) (1 − κ)^m κ^(L − m) · m · c(t, m), with the (1 − κ) cancelled
+        integrand += (kappa.derivative * math.comb(length, m) * (1 - kappa.value) ** (m - 1) * kappa.value ** (length - m)
+                      * m * torch.log1p(2 * torch.exp(0.5 * m - 5 * grid)))
+    integral = torch.trapezoid(integrand, grid).item()
+    x1 = torch.zeros(8000, length, dtype=torch.long)
+    estimate = negative_elbo(model, path, x1, samples=8, generator=gen(24), dtype=torch.float64).mean().item()
+    assert estimate == pytest.approx(integral, abs=0.04)
+
+
 def test_the_negative_elbo_of_a_uniform_model_is_exactly_l_log_v() -> None:
     """Every masked token costs log V nats whichever k and σ are drawn, and (L/k)·k·log V = L log V."""
     path = MixturePath(VOCAB, "mask")
