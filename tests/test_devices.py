@@ -27,6 +27,22 @@ from torch import Tensor
 from flowdiff import _random
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.data import ImageDataset
+from flowdiff.discrete_flows import (
+    CosineKappa,
+    MixturePath,
+    bits_per_token,
+    discrete_flow_matching_loss,
+    euler_jump_step,
+    exact_posterior,
+    forward_marginals,
+    joint_rate_matrix,
+    negative_elbo,
+    sample_discrete,
+    simulate_ctmc,
+    step_transition_matrix,
+    tau_leap_step,
+    unmask_step,
+)
 from flowdiff.distributions import Empirical, Gaussian, GaussianMixture, PointMasses
 from flowdiff.dynamics import (
     AffineGaussianFlow,
@@ -493,6 +509,90 @@ def _flowmap_samplers(device: torch.device, dtype: torch.dtype) -> object:
     x0 = normal(16, 2, seed=73, device=device)
     u = lambda x, s, t: network(x, s, t, labels)  # noqa: E731
     return flow_map_sample(u, x0, 2), consistency_sample(u, x0, 3, generator=gen(74))
+
+
+# discrete state (Chapter 18)
+
+
+class TokenPosterior(torch.nn.Module):
+    """A tiny posterior network ``(x_t, t, labels) -> logits (n, L, V)``: token and label embeddings, one layer."""
+
+    def __init__(self, num_states: int, vocab_size: int, num_classes: int = 2, width: int = 16) -> None:
+        super().__init__()
+        self.null_label = num_classes
+        self.tokens = torch.nn.Embedding(num_states, width)
+        self.labels = torch.nn.Embedding(num_classes + 1, width)
+        self.out = torch.nn.Linear(width, vocab_size)
+
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        h = self.tokens(x) + t[:, None, None].to(self.out.weight.dtype)
+        if labels is not None:
+            h = h + self.labels(labels)[:, None]
+        return self.out(torch.tanh(h))
+
+
+def discrete_toy(device: torch.device) -> tuple[Tensor, Tensor]:
+    """Four sequences of length 2 over 3 tokens, and their weights per class (two classes)."""
+    support = torch.tensor([[0, 1], [1, 1], [2, 0], [0, 2]], device=device)
+    return support, torch.tensor([[0.7, 0.3, 0.0, 0.0], [0.0, 0.1, 0.5, 0.4]], device=device)
+
+
+@case("discrete_flows.ctmc")
+def _ctmc(device: torch.device, dtype: torch.dtype) -> object:
+    Q = torch.tensor([[-1.0, 0.6, 0.4], [0.2, -0.5, 0.3], [0.5, 0.5, -1.0]], device=device)
+    p0 = torch.tensor([0.6, 0.3, 0.1], device=device)
+    x = torch.randint(0, 3, (64, 5), generator=gen(90)).to(device)
+    rates = Q[x]
+    return (
+        forward_marginals(p0, Q, torch.tensor([0.5, 1.0], device=device)),
+        step_transition_matrix(Q, 0.2, "tau_leaping"),
+        euler_jump_step(x, rates, 0.3, gen(91)),
+        tau_leap_step(x, rates, 0.3, gen(92)),
+        simulate_ctmc(x, lambda x, t: Q[x], torch.linspace(0, 1, 5, device=device), generator=gen(93)),
+        joint_rate_matrix(Q[torch.tensor([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2]], device=device)]),
+    )
+
+
+@case("discrete_flows.paths+loss")
+def _discrete_paths(device: torch.device, dtype: torch.dtype) -> object:
+    support, weights = discrete_toy(device)
+    masking, uniform = MixturePath(3, "mask", CosineKappa()), MixturePath(3, "uniform")
+    x1 = support[torch.randint(0, 4, (32,), generator=gen(94))].to(device)
+    labels = torch.arange(32, device=device) % 3  # 2 is the null label
+    null = torch.full((32,), 2, device=device)  # the exact posterior of the whole data: x1 may lie outside a class
+    t = times(32, 95, device)
+    xt = masking.sample(x1, t, gen(96))
+    exact = exact_posterior(masking, support, weights)
+    network = seeded(lambda: TokenPosterior(4, 3), device)
+    return (
+        xt,
+        uniform.sample(x1, t, gen(97)),
+        masking.conditional_probabilities(x1, t),
+        masking.conditional_rates(xt, x1, t),
+        masking.marginal_rates(xt, exact(xt, t, null).exp(), t),
+        discrete_flow_matching_loss(network, masking, x1, labels=labels, weighting="elbo", generator=gen(98)),
+        discrete_flow_matching_loss(network, uniform, x1, labels=labels, generator=gen(99)),
+        negative_elbo(exact, masking, x1, samples=2, labels=null, generator=gen(100)),
+        bits_per_token(network, masking, x1, samples=2, labels=labels, generator=gen(101)),
+    )
+
+
+@case("discrete_flows.samplers")
+def _discrete_samplers(device: torch.device, dtype: torch.dtype) -> object:
+    support, weights = discrete_toy(device)
+    masking, uniform = MixturePath(3, "mask"), MixturePath(3, "uniform")
+    labels = torch.arange(16, device=device) % 2
+    network = seeded(lambda: TokenPosterior(4, 3), device)
+    x = torch.full((16, 2), 3, device=device)
+    posterior = torch.softmax(normal(16, 2, 3, seed=102, device=device), dim=-1)
+    return (
+        sample_discrete(exact_posterior(masking, support, weights), masking, 16, 2, 4, labels=labels, guidance_scale=2.0,
+                        null_label=2, generator=gen(103)),
+        sample_discrete(network, masking, 16, 2, 4, labels=labels, guidance_scale=1.5, generator=gen(104)),
+        sample_discrete(seeded(lambda: TokenPosterior(3, 3), device), uniform, 16, 2, 4, labels=labels, method="tau_leaping",
+                        generator=gen(105)),
+        unmask_step(x, posterior, masking, times(16, 106, device, high=0.5), times(16, 107, device, low=0.6), gen(108)),
+    )
 
 
 # --- the checks ------------------------------------------------------------------------------------

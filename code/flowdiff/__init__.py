@@ -30,6 +30,8 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.likelihood`: the exact log-likelihood of a flow, Hutchinson's divergence estimator, dequantisation and bits per dimension (Chapter 15)
 - :mod:`flowdiff.flowmaps`: flow maps and their average velocity, reflow pairs, consistency and MeanFlow losses, one- and few-step samplers (Chapter 16)
 - :mod:`flowdiff.transformer`: patches, position embeddings, attention and the diffusion transformer (DiT) with adaLN-Zero (Chapter 17)
+- :mod:`flowdiff.discrete_flows`: discrete *state* (not :mod:`flowdiff.discrete`'s discrete time): continuous-time Markov chains,
+  Euler and τ-leaping jumps, masking and uniform mixture paths, discrete flow matching, masked diffusion's ELBO and samplers (Chapter 18)
 - :mod:`flowdiff.plotting`: figures and animations shared by the chapters
 """
 
