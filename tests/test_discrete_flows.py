@@ -47,6 +47,11 @@ from flowdiff.discrete_flows import (
 
 DTYPES = [torch.float32, torch.float64]
 
+
+def dtype_id(value: object) -> str | None:
+    """Test ids that read ``float32`` rather than ``dtype0``."""
+    return str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else None
+
 # A 4-state chain with no symmetry (a transposed Q gives other marginals), rates about 1.
 Q4 = torch.tensor(
     [[-1.0, 0.6, 0.3, 0.1], [0.2, -0.9, 0.4, 0.3], [0.5, 0.1, -1.2, 0.6], [0.3, 0.7, 0.2, -1.2]], dtype=torch.float64
@@ -226,7 +231,7 @@ def test_schedulers_run_from_zero_to_one_with_their_derivative_and_inverse(name:
     torch.testing.assert_close(difference, scheduler(inner).derivative, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("source", ["mask", "uniform"])
 def test_the_path_samples_have_the_closed_form_marginals(source: str, dtype: torch.dtype) -> None:
     """x1 drawn from the toy data, 200,000 pairs at each of three times; per-token frequencies within 0.006 of
@@ -317,7 +322,7 @@ def test_joint_rate_matrix_moves_one_token_at_a_time() -> None:
     torch.testing.assert_close(Q, expected)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("source", ["mask", "uniform"])
 def test_the_exact_posterior_is_bayes_rule(source: str, dtype: torch.dtype) -> None:
     path = MixturePath(VOCAB, source, CosineKappa())
@@ -389,7 +394,7 @@ def test_minimising_the_loss_recovers_the_exact_posterior(source: str, weighting
         assert (learned - exact).abs().max() < 0.05
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_the_elbo_weighted_loss_of_the_exact_posterior_integrates_to_the_entropy(dtype: torch.dtype) -> None:
     """∫_0^1 E[loss | t] dt = E_q[−log q(x_1)] / L: the bound is tight at the exact posterior.
 
@@ -476,7 +481,7 @@ def data_law() -> Tensor:
     ("mask", "unmask", "linear", torch.float32), ("mask", "unmask", "linear", torch.float64),
     ("mask", "unmask", "cosine", torch.float32), ("mask", "euler", "cubic", torch.float32),
     ("uniform", "euler", "linear", torch.float32), ("uniform", "tau_leaping", "linear", torch.float32),
-])
+], ids=dtype_id)
 def test_the_sampler_with_the_exact_posterior_reproduces_the_data(source: str, method: str, kappa: str, dtype: torch.dtype) -> None:
     """10,000 samples, 100 steps: TV to the data within 0.03.
 
