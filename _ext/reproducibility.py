@@ -121,7 +121,13 @@ def _quality_text(quality: dict) -> str:
                                       for prop, rate in r.get(group, {}).items())
                     parts.append(f"w = {r['guidance_scale']:g}: {rates}")
         elif key == "by_steps":
-            parts += [f"{r['steps']} steps: Fréchet {r['frechet']:.2f}" for r in value]
+            for r in value:
+                if "frechet" in r:
+                    parts.append(f"{r['steps']} steps: Fréchet {r['frechet']:.2f}")
+                else:  # discrete flows: total variation, or the share of known words (their example texts are left out)
+                    figures = ", ".join(f"{name.replace('_', ' ')} {figure:g}" for name, figure in r.items()
+                                        if name != "steps" and isinstance(figure, (int, float)))
+                    parts.append(f"{r['steps']} steps: {figures}")
         elif isinstance(value, (int, float, str)):
             parts.append(f"{key} {value}")
     return "; ".join(parts)

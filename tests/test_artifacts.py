@@ -165,7 +165,9 @@ def test_shipped_checkpoints_verify_and_are_small() -> None:
     for recipe in RECIPES.values():
         assert checkpoint_status(recipe, SHIPPED) == "ok", f"{recipe.name}: retrain with python -m flowdiff.train {recipe.name}"
     total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-    assert total < 30 * 2**20
+    # The budget of a clone's weights: 30 MiB through Part IV, 40 MiB since Part V added three 5 MB transformers
+    # (Chapters 17 and 18); it is not raised silently: a new checkpoint over it must make room first.
+    assert total < 40 * 2**20, f"shipped weights total {total / 2**20:.1f} MiB"
 
 
 def test_shipped_classifier_is_accurate_on_held_out_digits() -> None:
@@ -380,7 +382,7 @@ def test_the_build_driver_clears_the_execution_cache_when_the_package_changes(tm
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here"))]
 TINY_SETTINGS = {"steps": 1, "epochs": 1, "batch_size": 16, "hidden": 32, "layers": 2, "feature_dim": 16, "embedding_dim": 16,
                  # Chapter 16: a few pairs from a few teacher steps (the MNIST teacher is the shipped one).
-                 # Chapter 17: one block of width 16.
+                 # Chapters 17 and 18: one block of width 16.
                  "width": 16, "depth": 1, "heads": 2,
                  "reflow_pairs": 32, "teacher_steps": 2, "flow_map_steps": {"consistency": 1, "meanflow": 1}, "teacher": {"name": "mnist-latent-cfg", "guidance_scale": 2.0, "steps": 2, "pairs": 20}}
 
@@ -410,7 +412,8 @@ def stroke_digits(n: int = 16):
 
 RECIPE_NAMES = ["mnist-classifier", "mnist-cfg-unet", "mnist-vae", "mnist-vae-beta-0.1", "mnist-vae-beta-10",
                 "mnist-latent-cfg", "mnist-latent-independent", "mnist-latent-ot", "mnist-latent-prompts",
-                "toy-flowmaps", "mnist-latent-reflow", "mnist-latent-consistency", "mnist-latent-meanflow", "mnist-cfg-dit"]
+                "toy-flowmaps", "mnist-latent-reflow", "mnist-latent-consistency", "mnist-latent-meanflow", "mnist-cfg-dit",
+                "toy-grid-dfm", "text-masked-diffusion", "mnist-binary-cfg"]
 
 
 def test_the_device_test_covers_every_recipe() -> None:
@@ -424,10 +427,10 @@ def test_the_device_test_covers_every_recipe() -> None:
 def test_one_training_step_of_every_recipe_runs_on_every_device(name: str, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every parameter gets a gradient: torchrun's DistributedDataParallel needs that (flowdiff.distributed)."""
     from flowdiff import recipes
-    from flowdiff.recipes import classifier, flowmaps, latent, prompted, unet, vae
+    from flowdiff.recipes import classifier, discrete_flows, flowmaps, latent, prompted, unet, vae
 
     shipped_hash = config_hash(recipes.RECIPES[name].config)
-    for family in (classifier, unet, vae, latent, prompted, flowmaps):
+    for family in (classifier, unet, vae, latent, prompted, flowmaps, discrete_flows):
         monkeypatch.setattr(family, "load_mnist", lambda train=True: stroke_digits())
     recipe = tiny_version(recipes.RECIPES[name])
     model = recipe.build(recipe.config).to(device)

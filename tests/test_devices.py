@@ -27,9 +27,14 @@ from torch import Tensor
 from flowdiff import _random
 from flowdiff.coupling import pair_by_optimal_transport
 from flowdiff.data import ImageDataset
+from flowdiff.data import binarise, binary_images
 from flowdiff.discrete_flows import (
     CosineKappa,
     MixturePath,
+    bin_centres,
+    histogram,
+    quantise,
+    total_variation,
     bits_per_token,
     discrete_flow_matching_loss,
     euler_jump_step,
@@ -85,6 +90,7 @@ from flowdiff.text import CaptionScheme, PromptedMLPVectorField, TextEncoder, Vo
 from flowdiff.toy_data import TOY_DATASETS
 from flowdiff.transformer import (
     DiT,
+    TokenTransformer,
     Attention,
     apply_rotary,
     grid_positions,
@@ -593,6 +599,34 @@ def _discrete_samplers(device: torch.device, dtype: torch.dtype) -> object:
                         generator=gen(105)),
         unmask_step(x, posterior, masking, times(16, 106, device, high=0.5), times(16, 107, device, low=0.6), gen(108)),
     )
+
+
+@case("transformer.TokenTransformer+discrete samplers", BOTH)
+def _token_transformer(device: torch.device, dtype: torch.dtype) -> object:
+    def build() -> TokenTransformer:
+        model = TokenTransformer(3, 4, (4, 4), patch_size=2, width=16, depth=1, heads=2, num_classes=2)
+        with torch.no_grad():  # the zero-initialised final layer would hide a misplaced tensor
+            model.final_layer.linear.weight.normal_()
+        return model
+
+    model = seeded(build, device, dtype)
+    x = torch.arange(32, device=device).reshape(2, 16) % 4
+    labels = torch.tensor([0, 2], device=device)
+    masking = MixturePath(3, "mask")
+    return (
+        model(x, times(2, 120, device), labels),
+        sample_discrete(model, masking, 2, 16, 3, labels=labels, guidance_scale=2.0, generator=gen(121)),
+    )
+
+
+@case("discrete_flows.grid+histograms, data.binarise")
+def _grid_tokens(device: torch.device, dtype: torch.dtype) -> object:
+    points = normal(64, 2, seed=122, device=device)
+    tokens = quantise(points, 8, -2.0, 2.0)
+    law = histogram(tokens, 8)
+    images = normal(2, 1, 4, 4, seed=123, device=device).clamp(-1, 1)
+    assert law.dtype == torch.float64 and law.device.type == device.type  # exact frequencies, by design
+    return bin_centres(tokens, 8, -2.0, 2.0), total_variation(law, law.flip(0)).float(), binary_images(binarise(images), 4, 4)
 
 
 # --- the checks ------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ import torch
 from torch import Tensor
 
 from flowdiff.discrete_flows import (
+    bin_centres,
+    histogram,
+    quantise,
+    total_variation as package_total_variation,
     CosineKappa,
     LinearKappa,
     MixturePath,
@@ -631,3 +635,31 @@ def _bad_calls() -> list:
 def test_bad_inputs_raise_value_errors_that_name_the_argument(name: str, call) -> None:
     with pytest.raises(ValueError, match=name.replace("(", r"\(")):
         call()
+
+
+# --- points on a grid, histograms ----------------------------------------------------------------
+
+
+def test_quantise_puts_points_in_their_bins_and_bin_centres_return_within_half_a_bin() -> None:
+    points = torch.tensor([[-1.0, 0.99], [0.0, -0.5], [-5.0, 7.0]])
+    tokens = quantise(points, 4, -1.0, 1.0)
+    assert tokens.tolist() == [[0, 3], [2, 1], [0, 3]]  # bins [-1,-.5) [-.5,0) [0,.5) [.5,1); outside: clamped
+    inside = torch.rand(1000, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    error = (bin_centres(quantise(inside, 8, -1.0, 1.0), 8, -1.0, 1.0) - inside).abs().max()
+    assert error <= 0.125 + 1e-6
+
+
+def test_histogram_counts_each_sequence_at_its_index() -> None:
+    x = torch.tensor([[0, 1], [2, 2], [0, 1], [1, 0]])
+    p = histogram(x, 3)
+    expected = torch.zeros(9, dtype=torch.float64)
+    for a, b in x.tolist():  # index written out: first token most significant
+        expected[3 * a + b] += 0.25
+    assert torch.equal(p, expected)
+
+
+def test_total_variation_by_hand() -> None:
+    p, q = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.25, 0.25, 0.5])
+    assert package_total_variation(p, q).item() == pytest.approx(0.5)
+    assert package_total_variation(p, p).item() == 0
+    assert package_total_variation(torch.stack([p, q]), torch.stack([q, q])).tolist() == [0.5, 0.0]  # over the last axis

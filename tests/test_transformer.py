@@ -18,6 +18,7 @@ from flowdiff.models import UNet
 from flowdiff.solvers import time_grid
 from flowdiff.transformer import (
     DiT,
+    TokenTransformer,
     Attention,
     DiTBlock,
     FinalLayer,
@@ -394,3 +395,98 @@ def test_multiply_adds_against_a_hand_count() -> None:
 
     assert multiply_adds(Convolution(), torch.zeros(2, 2, 5, 5), t[:2], y[:2]) == 25 * 4 * 2 * 9
     assert multiply_adds(UNet(channels=(8, 16), layers=1, num_classes=3, embedding_dim=16), *inputs(size=8)) > 0
+
+
+# --- the token transformer (Chapter 18) ------------------------------------------------------------
+
+
+def tiny_tokens(**overrides: object) -> TokenTransformer:
+    config = dict(vocab_size=3, num_states=4, grid=(4, 6), patch_size=2, width=16, depth=1, heads=2, num_classes=0)
+    config.update(overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return TokenTransformer(**config)
+
+
+def test_an_untrained_token_transformer_predicts_the_uniform_posterior() -> None:
+    model = tiny_tokens()
+    x = torch.randint(0, 4, (5, 24), generator=gen(0))
+    logits = model(x, torch.rand(5, generator=gen(1)))
+    assert logits.shape == (5, 24, 3)
+    assert torch.equal(logits, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize("grid", [(4, 6), (1, 12)])
+def test_token_logits_sit_where_their_tokens_sit(grid: tuple[int, int]) -> None:
+    """With identity blocks (adaLN-Zero at initialisation) nothing mixes patches: changing one token moves the
+    logits of exactly the tokens of its own p × p patch. A wrong reshape or transpose between the grid, the patches
+    and the (n, L, V) logits moves other tokens' logits."""
+    patch_size = 2 if grid[0] % 2 == 0 else 1
+    model = tiny_tokens(grid=grid, patch_size=patch_size)
+    with torch.no_grad():
+        model.final_layer.linear.weight.copy_(torch.randn(model.final_layer.linear.weight.shape, generator=gen(2)))
+    height, width = grid
+    x = torch.randint(0, 4, (1, height * width), generator=gen(3))
+    t = torch.full((1,), 0.5)
+    base = model(x, t)
+    for k in range(height * width):
+        changed = x.clone()
+        changed[0, k] = (changed[0, k] + 1) % 4
+        moved = (model(changed, t) - base).abs().amax(dim=-1)[0] > 1e-6
+        row, column = divmod(k, width)
+        same_patch = torch.tensor([(i // width) // patch_size == row // patch_size and (i % width) // patch_size == column // patch_size
+                                   for i in range(height * width)])
+        assert torch.equal(moved, same_patch), k
+
+
+def test_a_token_transformer_mixes_tokens_through_attention_and_reads_labels_and_time() -> None:
+    model = randomise(tiny_tokens(num_classes=2), std=0.3)
+    x = torch.randint(0, 4, (2, 24), generator=gen(4))
+    t, labels = torch.tensor([0.2, 0.7]), torch.tensor([0, 2])
+    base = model(x, t, labels)
+    changed = x.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 4
+    assert (model(changed, t, labels) - base)[:, -1].abs().max() > 1e-4  # the last token reads the first
+    assert (model(x, t, torch.tensor([1, 1])) - base).abs().max() > 1e-4
+    assert (model(x, torch.tensor([0.9, 0.1]), labels) - base).abs().max() > 1e-4
+    assert model.null_label == 2 and tiny_tokens().null_label is None
+
+
+def test_a_token_transformer_trains_and_samples_with_the_discrete_flow_functions() -> None:
+    from flowdiff.discrete_flows import MixturePath, discrete_flow_matching_loss, sample_discrete
+
+    model = tiny_tokens(num_classes=2)
+    path = MixturePath(3, "mask")
+    x1 = torch.randint(0, 3, (6, 24), generator=gen(5))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = discrete_flow_matching_loss(model, path, x1, labels=labels, generator=gen(6))
+    loss.backward()
+    assert math.isclose(loss.item(), math.log(3), rel_tol=1e-5)  # the uniform posterior of the zero network
+    samples = sample_discrete(model, path, 6, 24, 4, labels=labels, guidance_scale=2.0, generator=gen(7))
+    assert samples.shape == (6, 24) and samples.max() < 3
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"grid": (4, 5)}, "patch_size"), ({"num_states": 2}, "num_states"), ({"num_classes": -1}, "num_classes"),
+    ({"grid": "ab"}, "grid"), ({"heads": 3}, "heads"), ({"vocab_size": 0}, "vocab_size"),
+])
+def test_bad_token_transformer_configurations_name_the_argument(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_tokens(**overrides)
+
+
+def test_bad_token_inputs_name_the_argument() -> None:
+    model, conditional = tiny_tokens(), tiny_tokens(num_classes=2)
+    x, t = torch.zeros(2, 24, dtype=torch.long), torch.rand(2)
+    with pytest.raises(ValueError, match="x must be a long tensor of shape"):
+        model(x.float(), t)
+    with pytest.raises(ValueError, match="x must be a long tensor of shape"):
+        model(x[:, :5], t)
+    with pytest.raises(ValueError, match="x must hold states in"):
+        model(x + 4, t)
+    with pytest.raises(ValueError, match="t must have shape"):
+        model(x, t[:1])
+    with pytest.raises(ValueError, match="labels must be None"):
+        model(x, t, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must"):
+        conditional(x, t, None)

@@ -17,10 +17,10 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.discrete`: DDPM and DDIM in discrete time (Chapter 7)
 - :mod:`flowdiff.labelled_mixtures`: labelled Gaussian-mixture data and its exact classifier (Chapter 8)
 - :mod:`flowdiff.guidance`: classifier guidance and classifier-free guidance (Chapter 8)
-- :mod:`flowdiff.data`: MNIST as tensors (Chapter 10)
+- :mod:`flowdiff.data`: MNIST as tensors (Chapter 10), binarised as tokens (Chapter 18)
 - :mod:`flowdiff.artifacts`: train-or-load of verified checkpoints (Chapter 10)
 - :mod:`flowdiff.recipes`: the recipes of the shipped checkpoints, one module per model family;
-  ``python -m flowdiff.train`` (Chapters 10, 11, 13, 14)
+  ``python -m flowdiff.train`` (Chapters 10, 11, 13, 14, 16, 17 and 18)
 - :mod:`flowdiff.vae`: a variational autoencoder, the ELBO and the KL weight (Chapter 11)
 - :mod:`flowdiff.latent`: flows on standardised latent codes (Chapter 11)
 - :mod:`flowdiff.steering`: gradient steering of a trained flow at inference time (Chapter 12)
@@ -29,9 +29,11 @@ Modules, one per idea (the chapter that introduces each is in its docstring):
 - :mod:`flowdiff.coupling`: minibatch optimal-transport couplings (Chapter 14)
 - :mod:`flowdiff.likelihood`: the exact log-likelihood of a flow, Hutchinson's divergence estimator, dequantisation and bits per dimension (Chapter 15)
 - :mod:`flowdiff.flowmaps`: flow maps and their average velocity, reflow pairs, consistency and MeanFlow losses, one- and few-step samplers (Chapter 16)
-- :mod:`flowdiff.transformer`: patches, position embeddings, attention and the diffusion transformer (DiT) with adaLN-Zero (Chapter 17)
+- :mod:`flowdiff.transformer`: patches, position embeddings, attention and the diffusion transformer (DiT) with adaLN-Zero (Chapter 17),
+  and the same network on tokens, with logits out (Chapter 18)
 - :mod:`flowdiff.discrete_flows`: discrete *state* (not :mod:`flowdiff.discrete`'s discrete time): continuous-time Markov chains,
   Euler and τ-leaping jumps, masking and uniform mixture paths, discrete flow matching, masked diffusion's ELBO and samplers (Chapter 18)
+- :mod:`flowdiff.characters`: character-level text as tokens, held-out splits and chunks (Chapter 18)
 - :mod:`flowdiff.plotting`: figures and animations shared by the chapters
 """
 

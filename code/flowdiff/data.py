@@ -22,7 +22,7 @@ from torch import Tensor
 
 from flowdiff import _random
 
-__all__ = ["ImageDataset", "data_root", "load_mnist", "to_unit_interval"]
+__all__ = ["ImageDataset", "data_root", "load_mnist", "to_unit_interval", "binarise", "binary_images"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,25 @@ def load_mnist(train: bool = True) -> ImageDataset:
     if not isinstance(train, bool):
         raise ValueError(f"train must be a bool, got {type(train).__name__}")
     return _load(str(data_root()), train)
+
+
+def binarise(images: Tensor, threshold: float = 0.0) -> Tensor:
+    """Images ``(n, c, h, w)`` in ``[-1, 1]`` as binary tokens ``(n, c h w)``: 1 where a pixel exceeds ``threshold`` (Chapter 18).
+
+    Pixels are read row by row; ``threshold = 0`` is mid-grey. Returns a long tensor on the images' device.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError("images must be a floating-point tensor of shape (n, c, h, w)")
+    if not -1 <= threshold < 1:
+        raise ValueError(f"threshold must lie in [-1, 1), got {threshold}")
+    return (images > threshold).flatten(1).long()
+
+
+def binary_images(tokens: Tensor, height: int = 28, width: int = 28) -> Tensor:
+    """Binary tokens ``(n, h w)`` back to one-channel images ``(n, 1, h, w)`` with values ``±1``, in float32 (Chapter 18)."""
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.shape[1] != height * width:
+        raise ValueError(f"tokens must have shape (n, {height * width})")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > 1):
+        raise ValueError("tokens must be binary (0 or 1)")
+    return (2.0 * tokens.float() - 1.0).reshape(-1, 1, height, width)
+

@@ -1,4 +1,4 @@
-r"""Diffusion in discrete time: DDPM and DDIM (Chapter 7).
+r"""Diffusion in discrete time: DDPM and DDIM (Chapter 7); for discrete *states* (tokens) see :mod:`flowdiff.discrete_flows`.
 
 **Time convention of this module.** Following DDPM and "Step-by-Step
 Diffusion" (Nakkiran et al., 2024), time ``s`` runs the other way from the

@@ -112,6 +112,10 @@ __all__ = [
     "guided_log_probabilities",
     "unmask_step",
     "sample_discrete",
+    "quantise",
+    "bin_centres",
+    "histogram",
+    "total_variation",
 ]
 
 DiscreteModel = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
@@ -1145,3 +1149,43 @@ def sample_discrete(
     if trajectory:
         return Trajectory(times=times, states=torch.stack(states, dim=1))
     return x
+
+
+# --- points on a grid, histograms --------------------------------------------------------------------
+
+
+def quantise(points: Tensor, bins: int, low: float, high: float) -> Tensor:
+    r"""Points ``(n, d)`` as ``d`` tokens each, the index of their bin among ``bins`` equal bins of ``[low, high)`` per axis (Chapter 18).
+
+    Points outside the box fall in the first or the last bin. Returns long ``(n, d)``.
+    """
+    if not isinstance(points, Tensor) or points.ndim != 2 or not points.is_floating_point():
+        raise ValueError("points must be a floating-point tensor of shape (n, d)")
+    check_count(bins, "bins")
+    if not high > low:
+        raise ValueError(f"high must exceed low, got low={low}, high={high}")
+    index = torch.floor((points - low) / (high - low) * bins)
+    return index.clamp(0, bins - 1).long()
+
+
+def bin_centres(tokens: Tensor, bins: int, low: float, high: float, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The centres of the bins of :func:`quantise`, ``(n, d)`` in ``dtype``: its inverse up to half a bin (Chapter 18)."""
+    _check_tokens(tokens, "tokens", bins)
+    if not high > low:
+        raise ValueError(f"high must exceed low, got low={low}, high={high}")
+    return low + (tokens.to(dtype) + 0.5) * (high - low) / bins
+
+
+def histogram(x: Tensor, num_states: int) -> Tensor:
+    """The empirical law of sequences ``(n, L)`` over all ``S^L`` of them, indexed as :func:`sequence_index`, float64 ``(S^L,)``."""
+    _check_tokens(x, "x", num_states)
+    counts = torch.bincount(sequence_index(x, num_states), minlength=num_states ** x.shape[1])
+    return counts.double() / x.shape[0]
+
+
+def total_variation(p: Tensor, q: Tensor) -> Tensor:
+    r"""``TV(p, q) = ½ Σ_x |p(x) − q(x)|`` of two laws on the same finite set, the last axis (Chapter 18)."""
+    if not isinstance(p, Tensor) or not isinstance(q, Tensor) or p.shape != q.shape:
+        raise ValueError("p and q must be tensors of the same shape")
+    return 0.5 * (p - q).abs().sum(dim=-1)
+

@@ -28,6 +28,11 @@ it unchanged. Its forward pass:
 At initialisation every adaLN-Zero block is the identity and the final
 layer outputs zeros, so the untrained network is the zero field.
 
+:class:`TokenTransformer` is the same network on *tokens* instead of pixels
+(Chapter 18): its input is a grid of discrete states, one-hot encoded, and
+its output a vector of logits per token, the posterior over the clean token
+that discrete flow matching learns.
+
 Every function works on the device and dtype of its inputs; the angles of
 the position embeddings are computed in at least float32.
 """
@@ -56,6 +61,7 @@ __all__ = [
     "DiTBlock",
     "FinalLayer",
     "DiT",
+    "TokenTransformer",
     "multiply_adds",
 ]
 
@@ -636,6 +642,131 @@ class DiT(nn.Module):
             for handle in handles:
                 handle.remove()
         return torch.stack(maps)
+
+
+class TokenTransformer(nn.Module):
+    r"""A DiT on a grid of discrete tokens that returns logits per token: the posterior network of discrete flows (Chapter 18).
+
+    ``forward(x, t, labels)``: tokens ``x`` of shape ``(n, L)``, long, with
+    values in ``{0, …, num_states − 1}`` (for masked diffusion ``num_states =
+    V + 1``, the last state the mask), times ``t`` of shape ``(n,)`` and, for a
+    class-conditional network, labels of shape ``(n,)`` in ``{0, …, num_classes}``
+    (:attr:`null_label` ``= num_classes`` is ``∅``). It returns logits of shape
+    ``(n, L, V)``, ``V = vocab_size``: the network's ``p^θ_{1|t}(x_1^i = · | x_t)``
+    after a softmax (Chapter 18, eq. ``eq-dflow-marginal-rate``).
+
+    The ``L = h w`` tokens lie on a grid ``(h, w)`` (a text is ``(1, L)``, a
+    binarised image ``(28, 28)``), read row by row. Each token becomes its
+    one-hot vector of ``num_states`` entries; ``p × p`` blocks of tokens are
+    grouped into one transformer token by :func:`patchify` and a linear map
+    (with ``p = 1`` this is an embedding table), go through the blocks of
+    :class:`DiT` with the conditioning ``e = MLP(γ(t)) [+ E[y]]``, and a
+    zero-initialised :class:`FinalLayer` returns ``p² V`` logits per patch, which
+    :func:`unpatchify` puts back in place. The untrained network therefore
+    predicts the uniform posterior.
+
+    Args:
+        vocab_size: ``V``, the values a clean token can take (the logits' last dimension).
+        num_states: the values an input token can take, ``>= vocab_size`` (``V + 1`` with a mask).
+        grid: ``(h, w)`` of the token grid, or ``L`` for a sequence ``(1, L)``.
+        patch_size: ``p``, tokens per patch side; divides ``h`` and ``w``.
+        width, depth, heads, position, mlp_ratio, time_features: as in :class:`DiT`.
+        num_classes: number of labels, not counting ``∅``; ``0`` for an unconditional network (labels must then be ``None``).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_states: int,
+        grid: int | tuple[int, int],
+        patch_size: int = 1,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        num_classes: int = 0,
+        position: str = "sincos",
+        mlp_ratio: float = 4.0,
+        time_features: int = 32,
+    ) -> None:
+        super().__init__()
+        if isinstance(grid, int) and not isinstance(grid, bool):
+            grid = (1, grid)
+        if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+            raise ValueError(f"grid must be an int L or a pair (h, w), got {grid!r}")
+        height, grid_width = grid
+        for value, name in ((vocab_size, "vocab_size"), (num_states, "num_states"), (height, "grid"), (grid_width, "grid"),
+                            (patch_size, "patch_size"), (width, "width"), (depth, "depth"), (heads, "heads"),
+                            (time_features, "time_features")):
+            check_count(value, name)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if num_states < vocab_size:
+            raise ValueError(f"num_states ({num_states}) must be at least vocab_size ({vocab_size})")
+        if height % patch_size or grid_width % patch_size:
+            raise ValueError(f"patch_size {patch_size} must divide grid {height} × {grid_width}")
+        if width % heads:
+            raise ValueError(f"heads ({heads}) must divide width ({width})")
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+        if position == "sincos" and width % 4:
+            raise ValueError(f"width must be a multiple of 4 for position='sincos', got {width}")
+        if position == "rope" and (width // heads) % 4:
+            raise ValueError(f"width / heads must be a multiple of 4 for position='rope', got {width} / {heads}")
+        self.vocab_size, self.num_states, self.grid, self.patch_size = vocab_size, num_states, (height, grid_width), patch_size
+        self.length = height * grid_width
+        self.width, self.num_classes, self.position = width, num_classes, position
+        self.null_label = num_classes if num_classes > 0 else None
+        self.patches = (height // patch_size, grid_width // patch_size)
+
+        self.time_embedding = nn.Sequential(
+            FourierTimeEmbedding(time_features), nn.Linear(time_features, width), nn.SiLU(), nn.Linear(width, width)
+        )
+        self.label_embedding = nn.Embedding(num_classes + 1, width) if num_classes > 0 else None
+        self.token_embedding = nn.Linear(patch_size * patch_size * num_states, width)
+        self.blocks = nn.ModuleList(DiTBlock(width, heads, "adaln-zero", mlp_ratio) for _ in range(depth))
+        self.final_layer = FinalLayer(width, patch_size * patch_size * vocab_size)
+        if position == "sincos":
+            self.register_buffer("position_embedding", sincos_position_embedding_2d(*self.patches, width), persistent=False)
+        elif position == "rope":
+            self.register_buffer("positions", grid_positions(*self.patches), persistent=False)
+        _xavier(self.token_embedding)
+        if self.label_embedding is not None:
+            nn.init.normal_(self.label_embedding.weight, std=0.02)
+        for layer in self.time_embedding:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        if not isinstance(x, Tensor) or x.dtype != torch.long or x.shape[1:] != (self.length,) or x.ndim != 2 or x.shape[0] < 1:
+            shape = (tuple(x.shape), x.dtype) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a long tensor of shape (n, {self.length}), got {shape}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_states):
+            raise ValueError(f"x must hold states in {{0, …, {self.num_states - 1}}}")
+        n = x.shape[0]
+        if not isinstance(t, Tensor) or t.shape != (n,):
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"t must have shape ({n},), one time per sample, got {shape}")
+        check_unit_time(t)
+        e = self.time_embedding(t)
+        if self.label_embedding is None:
+            if labels is not None:
+                raise ValueError("labels must be None for an unconditional network (num_classes = 0)")
+        else:
+            _check_labels(labels, n, self.num_classes + 1)
+            e = e + self.label_embedding(labels)
+        one_hot = F.one_hot(x, self.num_states).to(e.dtype)  # (n, L, S)
+        images = one_hot.transpose(1, 2).reshape(n, self.num_states, *self.grid)
+        tokens = self.token_embedding(patchify(images, self.patch_size))
+        positions = None
+        if self.position == "sincos":
+            tokens = tokens + self.position_embedding.to(tokens.dtype)
+        elif self.position == "rope":
+            positions = self.positions
+        for block in self.blocks:
+            tokens = block(tokens, e, positions)
+        logits = unpatchify(self.final_layer(tokens, e), self.patch_size, self.vocab_size, *self.grid)
+        return logits.reshape(n, self.vocab_size, self.length).transpose(1, 2)
 
 
 # --- cost --------------------------------------------------------------------------------------

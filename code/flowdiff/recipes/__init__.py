@@ -1,4 +1,4 @@
-r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14, 16 and 17).
+r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14, 16, 17 and 18).
 
 - ``mnist-classifier``: :class:`~flowdiff.models.MNISTClassifier`, the judge
   of generated digits (its test accuracy is in the manifest).
@@ -19,11 +19,14 @@ r"""The recipes of the checkpoints the book ships (Chapters 10, 11, 13, 14, 16 a
   on the codes (Chapter 16).
 - ``mnist-cfg-dit``: a class-conditional :class:`~flowdiff.transformer.DiT`
   trained exactly as ``mnist-cfg-unet`` (Chapter 17).
+- ``toy-grid-dfm``, ``text-masked-diffusion`` and ``mnist-binary-cfg``:
+  discrete flows (masked diffusion) on a quantised 2-D toy, on the
+  characters of the book's prose and on binarised digits (Chapter 18).
 
 One module per model family: :mod:`~flowdiff.recipes.classifier`,
 :mod:`~flowdiff.recipes.unet`, :mod:`~flowdiff.recipes.dit`, :mod:`~flowdiff.recipes.vae`,
 :mod:`~flowdiff.recipes.latent` (which explains how a latent recipe pins
-its autoencoder), :mod:`~flowdiff.recipes.prompted` and :mod:`~flowdiff.recipes.flowmaps`; what their
+its autoencoder), :mod:`~flowdiff.recipes.prompted`, :mod:`~flowdiff.recipes.flowmaps` and :mod:`~flowdiff.recipes.discrete_flows`; what their
 evaluators share is in :mod:`~flowdiff.recipes.evaluation`. This package
 holds the registry :data:`RECIPES` and the public names.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 from flowdiff.artifacts import Recipe
 from flowdiff.recipes.classifier import CLASSIFIER
 from flowdiff.recipes.dit import CFG_DIT
+from flowdiff.recipes.discrete_flows import GRID_DFM, MNIST_BINARY, TEXT_MDM
 from flowdiff.recipes.evaluation import mnist_test_features
 from flowdiff.recipes.flowmaps import LATENT_CONSISTENCY, LATENT_MEANFLOW, LATENT_REFLOW, TOY_FLOWMAPS
 from flowdiff.recipes.latent import LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT
@@ -51,6 +55,9 @@ __all__ = [
     "CLASSIFIER",
     "CFG_UNET",
     "CFG_DIT",
+    "GRID_DFM",
+    "TEXT_MDM",
+    "MNIST_BINARY",
     "VAE_RECIPE",
     "VAE_KL_SWEEP",
     "LATENT_CFG",
@@ -70,5 +77,5 @@ __all__ = [
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
-    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED, TOY_FLOWMAPS, LATENT_REFLOW, LATENT_CONSISTENCY, LATENT_MEANFLOW, CFG_DIT)
+    for recipe in (CLASSIFIER, CFG_UNET, *VAE_KL_SWEEP, LATENT_CFG, LATENT_INDEPENDENT, LATENT_OT, PROMPTED, TOY_FLOWMAPS, LATENT_REFLOW, LATENT_CONSISTENCY, LATENT_MEANFLOW, CFG_DIT, GRID_DFM, TEXT_MDM, MNIST_BINARY)
 }
