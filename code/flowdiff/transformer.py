@@ -432,6 +432,50 @@ class FinalLayer(nn.Module):
 Recorder = Callable[[str, Tensor], None]
 
 
+def _check_token_settings(width: int, heads: int, position: str) -> None:
+    """The settings a :class:`DiT` and a :class:`TokenTransformer` share: heads that divide the width, and positions that fit it."""
+    if width % heads:
+        raise ValueError(f"heads ({heads}) must divide width ({width})")
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    if position == "sincos" and width % 4:
+        raise ValueError(f"width must be a multiple of 4 for position='sincos', got {width}")
+    if position == "rope" and (width // heads) % 4:
+        raise ValueError(f"width / heads must be a multiple of 4 for position='rope', got {width} / {heads}")
+
+
+def _time_embedding(time_features: int, width: int) -> nn.Sequential:
+    """``MLP(γ(t))``: Fourier features of the time, then a two-layer MLP to the width (eq. ``eq-unet-embedding``)."""
+    return nn.Sequential(FourierTimeEmbedding(time_features), nn.Linear(time_features, width), nn.SiLU(), nn.Linear(width, width))
+
+
+def _initialise_embeddings(time_embedding: nn.Sequential, label_embedding: nn.Embedding | None) -> None:
+    """The initialisation of the DiT reference code for the embeddings: ``N(0, 0.02²)`` weights, zero biases."""
+    if label_embedding is not None:
+        nn.init.normal_(label_embedding.weight, std=0.02)
+    for layer in time_embedding:
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def _register_positions(module: nn.Module, position: str, grid: tuple[int, int], width: int) -> None:
+    """The fixed positions of a ``grid`` of tokens as buffers: the sine-cosine embedding, or the coordinates RoPE rotates by."""
+    if position == "sincos":
+        module.register_buffer("position_embedding", sincos_position_embedding_2d(*grid, width), persistent=False)
+    elif position == "rope":
+        module.register_buffer("positions", grid_positions(*grid), persistent=False)
+
+
+def _with_positions(module: nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Tokens with the sine-cosine embedding added, and the coordinates to hand to the attention for RoPE (else ``None``)."""
+    if module.position == "sincos":
+        return tokens + module.position_embedding.to(tokens.dtype), None
+    if module.position == "rope":
+        return tokens, module.positions
+    return tokens, None
+
+
 class DiT(nn.Module):
     r"""A class-conditional diffusion transformer ``u^θ_t(x | y)`` on images (Chapter 17), a drop-in for :class:`~flowdiff.models.UNet`.
 
@@ -493,40 +537,24 @@ class DiT(nn.Module):
             check_count(value, name)
         if height % patch_size or image_width % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide image_size {height} × {image_width}")
-        if width % heads:
-            raise ValueError(f"heads ({heads}) must divide width ({width})")
-        if position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+        _check_token_settings(width, heads, position)
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-        if position == "sincos" and width % 4:
-            raise ValueError(f"width must be a multiple of 4 for position='sincos', got {width}")
-        if position == "rope" and (width // heads) % 4:
-            raise ValueError(f"width / heads must be a multiple of 4 for position='rope', got {width} / {heads}")
         self.image_size, self.channels, self.patch_size = (height, image_width), channels, patch_size
         self.width, self.num_classes, self.null_label = width, num_classes, num_classes
         self.position, self.conditioning = position, conditioning
         self.grid = (height // patch_size, image_width // patch_size)
 
-        self.time_embedding = nn.Sequential(
-            FourierTimeEmbedding(time_features), nn.Linear(time_features, width), nn.SiLU(), nn.Linear(width, width)
-        )
+        self.time_embedding = _time_embedding(time_features, width)
         self.label_embedding = nn.Embedding(num_classes + 1, width)
         self.patch_embedding = nn.Linear(patch_size * patch_size * channels, width)
         self.blocks = nn.ModuleList(DiTBlock(width, heads, conditioning, mlp_ratio) for _ in range(depth))
         self.final_layer = FinalLayer(width, patch_size * patch_size * channels)
-        if position == "sincos":
-            self.register_buffer("position_embedding", sincos_position_embedding_2d(*self.grid, width), persistent=False)
-        elif position == "rope":
-            self.register_buffer("positions", grid_positions(*self.grid), persistent=False)
+        _register_positions(self, position, self.grid, width)
 
         # The initialisation of the DiT reference code: Xavier for the patch embedding, N(0, 0.02²) for the embeddings.
         _xavier(self.patch_embedding)
-        nn.init.normal_(self.label_embedding.weight, std=0.02)
-        for layer in self.time_embedding:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
-                nn.init.zeros_(layer.bias)
+        _initialise_embeddings(self.time_embedding, self.label_embedding)
 
     def embed(self, t: Tensor, labels: Tensor) -> Tensor:
         """The conditioning ``e = MLP(γ(t)) + E[y]``, shape ``(n, width)``."""
@@ -557,11 +585,7 @@ class DiT(nn.Module):
         if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[1:] != (length, self.width):
             shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise ValueError(f"tokens must have shape (n, {length}, {self.width}), got {shape}")
-        positions = None
-        if self.position == "sincos":
-            tokens = tokens + self.position_embedding.to(tokens.dtype)
-        elif self.position == "rope":
-            positions = self.positions
+        tokens, positions = _with_positions(self, tokens)
         record("patch embedding", tokens)
         for i, block in enumerate(self.blocks):
             tokens = block(tokens, e, positions)
@@ -704,38 +728,21 @@ class TokenTransformer(nn.Module):
             raise ValueError(f"num_states ({num_states}) must be at least vocab_size ({vocab_size})")
         if height % patch_size or grid_width % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide grid {height} × {grid_width}")
-        if width % heads:
-            raise ValueError(f"heads ({heads}) must divide width ({width})")
-        if position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-        if position == "sincos" and width % 4:
-            raise ValueError(f"width must be a multiple of 4 for position='sincos', got {width}")
-        if position == "rope" and (width // heads) % 4:
-            raise ValueError(f"width / heads must be a multiple of 4 for position='rope', got {width} / {heads}")
+        _check_token_settings(width, heads, position)
         self.vocab_size, self.num_states, self.grid, self.patch_size = vocab_size, num_states, (height, grid_width), patch_size
         self.length = height * grid_width
         self.width, self.num_classes, self.position = width, num_classes, position
         self.null_label = num_classes if num_classes > 0 else None
         self.patches = (height // patch_size, grid_width // patch_size)
 
-        self.time_embedding = nn.Sequential(
-            FourierTimeEmbedding(time_features), nn.Linear(time_features, width), nn.SiLU(), nn.Linear(width, width)
-        )
+        self.time_embedding = _time_embedding(time_features, width)
         self.label_embedding = nn.Embedding(num_classes + 1, width) if num_classes > 0 else None
         self.token_embedding = nn.Linear(patch_size * patch_size * num_states, width)
         self.blocks = nn.ModuleList(DiTBlock(width, heads, "adaln-zero", mlp_ratio) for _ in range(depth))
         self.final_layer = FinalLayer(width, patch_size * patch_size * vocab_size)
-        if position == "sincos":
-            self.register_buffer("position_embedding", sincos_position_embedding_2d(*self.patches, width), persistent=False)
-        elif position == "rope":
-            self.register_buffer("positions", grid_positions(*self.patches), persistent=False)
+        _register_positions(self, position, self.patches, width)
         _xavier(self.token_embedding)
-        if self.label_embedding is not None:
-            nn.init.normal_(self.label_embedding.weight, std=0.02)
-        for layer in self.time_embedding:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=0.02)
-                nn.init.zeros_(layer.bias)
+        _initialise_embeddings(self.time_embedding, self.label_embedding)
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
         if not isinstance(x, Tensor) or x.dtype != torch.long or x.shape[1:] != (self.length,) or x.ndim != 2 or x.shape[0] < 1:
@@ -757,12 +764,7 @@ class TokenTransformer(nn.Module):
             e = e + self.label_embedding(labels)
         one_hot = F.one_hot(x, self.num_states).to(e.dtype)  # (n, L, S)
         images = one_hot.transpose(1, 2).reshape(n, self.num_states, *self.grid)
-        tokens = self.token_embedding(patchify(images, self.patch_size))
-        positions = None
-        if self.position == "sincos":
-            tokens = tokens + self.position_embedding.to(tokens.dtype)
-        elif self.position == "rope":
-            positions = self.positions
+        tokens, positions = _with_positions(self, self.token_embedding(patchify(images, self.patch_size)))
         for block in self.blocks:
             tokens = block(tokens, e, positions)
         logits = unpatchify(self.final_layer(tokens, e), self.patch_size, self.vocab_size, *self.grid)
