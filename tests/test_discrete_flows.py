@@ -663,3 +663,14 @@ def test_total_variation_by_hand() -> None:
     assert package_total_variation(p, q).item() == pytest.approx(0.5)
     assert package_total_variation(p, p).item() == 0
     assert package_total_variation(torch.stack([p, q]), torch.stack([q, q])).tolist() == [0.5, 0.0]  # over the last axis
+
+
+def test_guidance_beyond_one_puts_the_mass_on_tokens_only_the_unconditional_model_rules_out() -> None:
+    """p_c^w p_∅^(1−w) is infinite where p_∅ = 0 < p_c and w > 1: the limit of the guided law, not NaN."""
+    conditional = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    unconditional = torch.log(torch.tensor([[0.0, 0.5, 0.5]]))
+    guided = guided_log_probabilities(conditional, unconditional, 2.0).exp()
+    assert torch.allclose(guided, torch.tensor([[1.0, 0.0, 0.0]]))
+    below_one = guided_log_probabilities(conditional, unconditional, 0.5).exp()  # (1 − w) > 0: the token is ruled out
+    assert below_one[0, 0] == 0 and torch.isfinite(below_one).all()
+

@@ -978,7 +978,9 @@ def guided_log_probabilities(conditional_logits: Tensor, unconditional_logits: T
     posterior then enters the marginal rates. (Nisonoff et al., 2024, guide the
     rates instead, ``u_c^w u_∅^{1−w}`` without renormalising; on the mixture path the
     two differ only in the total jump rate.) A token that the conditional model
-    rules out (``−∞``) stays ruled out for ``w > 0``.
+    rules out (``−∞``) stays ruled out for ``w > 0``; for ``w > 1``, tokens that only
+    the unconditional model rules out have infinite weight, and the guided law is
+    uniform over them.
 
     Args:
         conditional_logits, unconditional_logits: shape ``(..., V)``.
@@ -1004,6 +1006,10 @@ def guided_log_probabilities(conditional_logits: Tensor, unconditional_logits: T
         return unconditional
     mixed = guidance_scale * conditional + (1 - guidance_scale) * unconditional
     mixed = torch.where(torch.isneginf(conditional), conditional, mixed)
+    # For w > 1 a token that the unconditional posterior rules out and the conditional one allows gets the weight
+    # p_c^w p_∅^(1−w) = +∞: the guided law is then uniform over such tokens (the limit), not NaN.
+    infinite = torch.isposinf(mixed)
+    mixed = torch.where(infinite.any(dim=-1, keepdim=True), torch.where(infinite, 0.0, float("-inf")), mixed)
     return torch.log_softmax(mixed, dim=-1)
 
 
