@@ -207,6 +207,11 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
         # the English edition ranks it after the PNG, the others keep myst-nb's order.
         if language == "en":
             overrides["nb_mime_priority_overrides"] = [("html", "image/svg+xml", 60)]
+        elif language == "zh_CN":
+            # The toggle of a `hide-input` cell; myst-nb fills "{type}" with an English
+            # word ("source"), so the Chinese prompts leave it out.
+            overrides["nb_code_prompt_show"] = "显示代码"
+            overrides["nb_code_prompt_hide"] = "隐藏代码"
     elif builder == "gettext":
         # myst-nb's gettext builder keeps only the text outputs of a cell, so the
         # figures' alt texts (their image nodes) would never reach the catalogues.
