@@ -1,4 +1,5 @@
-"""The 2-D toy data sets of the book's experiments (Chapter 1): moons, circles, spiral, checkerboard, annulus, Swiss roll.
+"""The 2-D toy data sets of the book's experiments (Chapter 1): moons, circles, spiral, checkerboard, annulus, Swiss roll,
+and a small Gaussian mixture with modes of different scales (:func:`uneven_blobs`).
 
 Each is a :class:`~flowdiff.distributions.Sampleable` defined only through
 its sampler. They are scaled to lie roughly in ``[-3, 3]^2``, the region
@@ -21,9 +22,24 @@ from torch import Tensor
 
 from flowdiff import _random
 from flowdiff._checks import check_count, check_positive
-from flowdiff.distributions import Sampleable
+from flowdiff.distributions import GaussianMixture, Sampleable
 
-__all__ = ["Moons", "Circles", "Spiral", "Checkerboard", "Annulus", "SwissRoll", "TOY_DATASETS", "toy_dataset"]
+__all__ = ["Moons", "Circles", "Spiral", "Checkerboard", "Annulus", "SwissRoll", "TOY_DATASETS", "toy_dataset", "uneven_blobs"]
+
+UNEVEN_BLOBS = {"means": [[-2.0, 0.5], [1.5, 1.0], [0.3, -1.8]], "stds": [0.4, 0.7, 0.25], "weights": [0.5, 0.3, 0.2]}
+
+
+def uneven_blobs(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> GaussianMixture:
+    """Three isotropic Gaussians in 2-D of unequal weights (0.5, 0.3, 0.2) and widths (0.4, 0.7, 0.25) (Chapter 1).
+
+    Unlike the sets above it has an exact density, score and, under any
+    Gaussian path, exact marginal field (Chapter 4), and its modes differ in
+    scale, which makes solver and sampler errors visible. The interactive
+    figures compute with the same mixture in the browser.
+    """
+    means = torch.tensor(UNEVEN_BLOBS["means"], dtype=dtype, device=device)
+    covs = torch.stack([std**2 * torch.eye(2, dtype=dtype, device=device) for std in UNEVEN_BLOBS["stds"]])
+    return GaussianMixture(means, covs, torch.tensor(UNEVEN_BLOBS["weights"], dtype=dtype, device=device))
 
 
 class _Toy2D(Sampleable):
