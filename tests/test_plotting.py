@@ -125,3 +125,32 @@ def test_image_grid_tiles_dark_ink_on_white(ax) -> None:
     assert canvas.shape == (2, 5)
     assert canvas[0, 0] == 0 and canvas[1, 4] == 0 and canvas[:, 2].tolist() == [1, 1]
     assert canvas.sum() == 10 - 2
+
+
+def test_image_sprite_places_each_frame_in_its_tile() -> None:
+    """Frame (r, c) of the sheet is tile (r, c): a frame of all-ink images is black exactly there."""
+    import base64
+    import io
+
+    import matplotlib.image
+
+    from flowdiff.plotting import image_sprite, tile_images
+
+    frames = -torch.ones(2, 3, 4, 1, 5, 5)  # blank paper everywhere
+    frames[1, 2] = 1.0  # ink in frame (1, 2) only
+    uri = image_sprite(frames, columns=2, padding=1)
+    assert uri.startswith("data:image/png;base64,")
+    sheet = matplotlib.image.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))[..., 0]
+    tile = tile_images(frames[0, 0], columns=2, padding=1)
+    height, width = tile.shape
+    assert sheet.shape == (2 * height, 3 * width)
+    inked = sheet < 0.5
+    assert inked[height:, 2 * width:].sum() == 4 * 5 * 5
+    assert inked.sum() == 4 * 5 * 5
+
+
+def test_image_sprite_names_a_bad_shape() -> None:
+    from flowdiff.plotting import image_sprite
+
+    with pytest.raises(ValueError, match="frames must have shape"):
+        image_sprite(torch.zeros(2, 4, 1, 5, 5), columns=2)

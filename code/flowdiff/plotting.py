@@ -9,6 +9,8 @@ that a notebook and the built web page both display.
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from dataclasses import dataclass
 from html import escape
@@ -33,6 +35,8 @@ __all__ = [
     "plot_samples",
     "plot_vector_field",
     "plot_trajectories",
+    "tile_images",
+    "image_sprite",
     "HTMLAnimation",
     "animate",
     "plot_image_grid",
@@ -248,11 +252,12 @@ def animate(
     return HTMLAnimation(html, alt)
 
 
-def plot_image_grid(ax: Axes, images: Tensor, columns: int, padding: int = 2) -> None:
-    """Tile a batch of grey images ``(n, 1, h, w)`` in ``[-1, 1]`` row by row, ``columns`` per row (Chapter 10).
+def tile_images(images: Tensor, columns: int, padding: int = 2) -> np.ndarray:
+    """Grey images ``(n, 1, h, w)`` in ``[-1, 1]`` tiled row by row, ``columns`` per row, as one array in ``[0, 1]`` (Chapter 10).
 
-    Values outside ``[-1, 1]`` (a sampler's overshoot) are clipped; the tiles
-    are separated by ``padding`` pixels of white, and the axes are hidden.
+    Ink is dark: a pixel of value 1 becomes 0. Values outside ``[-1, 1]`` (a
+    sampler's overshoot) are clipped, and the tiles are separated by
+    ``padding`` pixels of white (1).
     """
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -265,5 +270,31 @@ def plot_image_grid(ax: Axes, images: Tensor, columns: int, padding: int = 2) ->
     for index, tile in enumerate(tiles):
         r, c = divmod(index, columns)
         canvas[r * (h + padding) : r * (h + padding) + h, c * (w + padding) : c * (w + padding) + w] = 1 - tile
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    return canvas
+
+
+def plot_image_grid(ax: Axes, images: Tensor, columns: int, padding: int = 2) -> None:
+    """Tile a batch of grey images ``(n, 1, h, w)`` in ``[-1, 1]`` row by row, ``columns`` per row (Chapter 10).
+
+    See :func:`tile_images`; the axes are hidden.
+    """
+    ax.imshow(tile_images(images, columns, padding), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
+
+
+def image_sprite(frames: Tensor, columns: int, padding: int = 2) -> str:
+    """Frames of image grids as one PNG sprite sheet, a ``data:`` URI (Chapter 10's interactive figures).
+
+    ``frames`` of shape ``(R, C, n, 1, h, w)``: ``R × C`` frames, each a batch
+    of ``n`` grey images in ``[-1, 1]`` tiled by :func:`tile_images` with
+    ``columns`` per row. Frame ``(r, c)`` is the tile in row ``r`` and column
+    ``c`` of the sheet, all tiles of one size, so a browser can cut them out.
+    """
+    if not isinstance(frames, Tensor) or frames.ndim != 6 or frames.shape[3] != 1:
+        shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+        raise ValueError(f"frames must have shape (R, C, n, 1, h, w), got {shape}")
+    rows = [np.concatenate([tile_images(frame, columns, padding) for frame in row], axis=1) for row in frames]
+    sheet = np.concatenate(rows, axis=0)
+    buffer = io.BytesIO()
+    plt.imsave(buffer, sheet, cmap="gray", vmin=0, vmax=1, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
