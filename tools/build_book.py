@@ -130,7 +130,8 @@ def write_figures_template() -> None:
     flowdiff.translated_figures records, in each figure's output metadata, the
     texts that need a translation, and flowdiff.plotting the alt text of each
     animation (which the Chinese edition swaps in, see _ext/bilingual.py). The notebooks come from the execution cache
-    (the newest record of each), which every builder shares.
+    (the newest record of each), which every builder shares. The interactive figures' texts come from their
+    scripts (_ext/interactive.py).
     """
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import write_po
@@ -151,6 +152,13 @@ def write_figures_template() -> None:
                 for mime_type in ("image/svg+xml", "text/html"):
                     for text in metadata.get(mime_type, {}).get("texts", []):
                         catalogue.add(text, locations=[(location, 0)])
+    # The texts of the interactive figures' controls and read-outs (_ext/interactive.py).
+    if str(ROOT / "_ext") not in sys.path:
+        sys.path.insert(0, str(ROOT / "_ext"))
+    from interactive import interactive_strings
+
+    for text in interactive_strings():
+        catalogue.add(text, locations=[("_ext/static/interactive-figures.js", 0)])
     with (TEMPLATES / "figures.pot").open("wb") as handle:
         write_po(handle, catalogue, omit_header=False, sort_output=True)
 
