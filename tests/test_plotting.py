@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import re
+
 import pytest
 import torch
 
@@ -88,6 +90,33 @@ def test_animate_inlines_one_frame_per_shown_time() -> None:
     assert html.count("data:image/png;base64") == 10
     assert "https://" not in html and "http://" not in html, "the animation loads something from the network"
     assert '<img alt="Animation of particles' in html
+
+
+def test_animation_frames_use_a_small_palette() -> None:
+    """Each frame is a palette PNG of at most 64 colours, the same picture as the full-colour frame."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from flowdiff.plotting import ANIMATION_COLOURS, _palette_frames
+
+    colourful = Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8))
+    smooth = Image.fromarray(np.tile(np.linspace(0, 255, 40, dtype=np.uint8)[:, None, None], (1, 40, 3)))
+    frames = []
+    for image in (colourful, smooth):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        frames.append(base64.b64encode(buffer.getvalue()).decode())
+    html = "".join(f'frames[{i}] = "data:image/png;base64,{frame}"' for i, frame in enumerate(frames))
+    decoded = [Image.open(io.BytesIO(base64.b64decode(frame))) for frame in re.findall(r"base64,([^\"]+)", _palette_frames(html))]
+    assert len(decoded) == 2 and all(frame.mode == "P" for frame in decoded)
+    assert all(len(frame.getcolors(256)) <= ANIMATION_COLOURS for frame in decoded)
+    # A smooth background survives: every pixel within a few levels of the original.
+    gap = np.abs(np.asarray(decoded[1].convert("RGB"), dtype=int) - np.asarray(smooth, dtype=int)).max()
+    assert gap <= 4, gap
+    assert "data:image/png;base64" in animate(trajectory(steps=3), frames=2).html
 
 
 def test_animation_lists_its_alt_text_for_translators() -> None:
