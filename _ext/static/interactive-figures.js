@@ -261,9 +261,10 @@
       const [plot] = panels(canvas, [{ ...BOX, xLabel: "x₁", yLabel: "x₂" }]);
       plot.heat((x, y) => Math.exp(FD.marginalLogDensity(s, MIXTURE, [x, y], state.t)), 80);
       plot.arrows((x) => field(x, Math.min(state.t, 0.999)), 15, "#555");
-      // Particles start as N(0, I) at t = 0 (or at the VP path's start) and follow the ODE up to t (Heun, 100 steps per unit time).
+      // Particles start as N(0, β_0² I), the noise part of p_0 (the VP path's α_0 is about 0.007), and follow
+      // the ODE up to t (Heun, 100 steps per unit time).
       const steps = Math.max(1, Math.round(100 * state.t));
-      const starts = gaussianPoints(150, 9).map((p) => p.map((v) => v * s.beta(0) + 0 * s.alpha(0)));
+      const starts = gaussianPoints(150, 9).map((p) => p.map((v) => v * s.beta(0)));
       const particles = state.t === 0 ? starts : starts.map((x0) => FD.trajectory(field, x0, steps, "heun", 0, Math.min(state.t, 0.999)).at(-1));
       plot.dots(particles, ORANGE, 2.2);
       plot.axes();
