@@ -41,6 +41,24 @@ browser:
 		fi; \
 	fi
 
+# Both editions as PDF, _build/pdf/flowdiff-book-en.pdf and -zh.pdf: Sphinx's LaTeX builder on the execution
+# cache that `make book` filled (no cell runs twice), then XeLaTeX. TeX Live, xeCJK and the Noto CJK fonts come
+# from Debian's packages, installed here when missing (as root), as Chromium is for the browser tests.
+.PHONY: pdf tex
+pdf: $(STAMP) tex
+	$(BIN)/python tools/build_book.py pdf
+
+TEX_PACKAGES := texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk texlive-lang-chinese \
+	fonts-noto-cjk xindy fonts-freefont-otf poppler-utils
+tex:
+	@if ! command -v xelatex >/dev/null || ! kpsewhich xeCJK.sty >/dev/null || ! command -v pdffonts >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; \
+		else \
+			echo "The PDF editions need TeX Live and CJK fonts: sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; \
+		fi; \
+	fi
+
 # Only the English edition, for quick iterations on a chapter.
 english: $(STAMP)
 	$(BIN)/python tools/build_book.py html --only en

@@ -149,7 +149,8 @@ class TranslateTocCaptions(SphinxTransform):
         for toctree in toctrees:
             caption = toctree.get("caption")
             if caption and translations.get(caption, caption) != caption:
-                toctree["caption"] = f"{translations[caption]} / {caption}"
+                english = "" if self.app.builder.name == "latex" else f" / {caption}"
+                toctree["caption"] = f"{translations[caption]}{english}"
 
 
 class TranslateAnimationAlts(SphinxTransform):
@@ -199,6 +200,8 @@ class BilingualCopies(SphinxTransform):
         if self.config.language in (None, "", ENGLISH):
             return
         _remember_english_titles(self.env, self.document)
+        if self.app.builder.name == "latex":  # a printed edition is in one language; the toggle is a web feature
+            return
         translations = _catalogue(self.app, self.env.docname)
         if not translations:
             return

@@ -5,6 +5,7 @@
     python tools/build_book.py linkcheck       # check external links (needs the network)
     python tools/build_book.py gettext         # message templates (.pot) at _build/gettext/templates,
                                                # figures.pot with the figures' texts
+    python tools/build_book.py pdf             # both editions as PDF (XeLaTeX) at _build/pdf
 
 Every edition reads `_config.yml` and `_toc.yml` exactly as `jupyter-book
 build` does, but each builder gets its own doctree folder (sharing one
@@ -57,6 +58,12 @@ FONT_MEMBER = "package/400Regular/NotoSansSC_400Regular.ttf"
 FONT = BUILD / "fonts" / "NotoSansSC-Regular.ttf"
 
 FINGERPRINT = BUILD / ".inputs-fingerprint"
+
+# The PDF editions: Sphinx's LaTeX builder through the same driver and execution cache, then XeLaTeX.
+PDF = BUILD / "pdf"
+LATEX_SUPPORT = ROOT / "_ext" / "latex"
+PDF_NAMES = {"en": "flowdiff-book-en", "zh_CN": "flowdiff-book-zh"}
+AUTHOR = "The flowdiff authors"
 
 SITE = BUILD / "html"
 EDITIONS = {
@@ -220,6 +227,8 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
             # word ("source"), so the Chinese prompts leave it out.
             overrides["nb_code_prompt_show"] = "显示代码"
             overrides["nb_code_prompt_hide"] = "隐藏代码"
+    elif builder == "latex":
+        overrides |= latex_settings(language)
     elif builder == "gettext":
         # myst-nb's gettext builder keeps only the text outputs of a cell, so the
         # figures' alt texts (their image nodes) would never reach the catalogues.
@@ -242,6 +251,40 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
     return time.perf_counter() - start
 
 
+def latex_settings(language: str) -> dict:
+    """The LaTeX builder's settings of one edition: XeLaTeX, the CJK fonts (the English edition's glossary
+    holds Chinese too), PNG figures, and a stub for a package jupyterBook.cls loads but the book never uses."""
+    cjk = "\\usepackage{xeCJK}\n\\setCJKmainfont{Noto Serif CJK SC}\n\\setCJKsansfont{Noto Sans CJK SC}\n"
+    if language == "en":
+        # Curly quotes in English text are Western punctuation, not CJK (xeCJK would widen them).
+        cjk += "\\xeCJKDeclareCharClass{Default}{\"2018,\"2019,\"201C,\"201D}\n"
+    return {
+        "latex_engine": "xelatex",
+        "latex_documents": [("book/index", f"{PDF_NAMES[language]}.tex", EDITIONS[language][2], AUTHOR, "jupyterBook")],
+        "latex_additional_files": [str(LATEX_SUPPORT / "bbm.sty")],
+        "latex_elements": {"preamble": cjk},
+        # LaTeX cannot include the SVG wrapper of a translated figure: the PNG comes first.
+        "nb_mime_priority_overrides": [("latex", "image/png", 5)],
+    }
+
+
+def build_pdf(language: str) -> float:
+    """One edition as PDF: the LaTeX sources, then XeLaTeX through the Makefile Sphinx writes; return seconds."""
+    outdir = BUILD / "latex" / language
+    start = time.perf_counter()
+    sphinx_build("latex", outdir, language)
+    name = PDF_NAMES[language]
+    log = outdir / "xelatex.log"
+    with log.open("w") as handle:
+        result = subprocess.run(["make", "all-pdf"], cwd=outdir, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0 or not (outdir / f"{name}.pdf").exists():
+        raise SystemExit(f"XeLaTeX failed on {outdir / name}.tex: see {log}")
+    PDF.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(outdir / f"{name}.pdf", PDF / f"{name}.pdf")
+    print(f"The {language} PDF is at {PDF / name}.pdf")
+    return time.perf_counter() - start
+
+
 def record(times: dict[str, float]) -> None:
     path = BUILD / "build-times.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
@@ -250,7 +293,7 @@ def record(times: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", choices=["html", "gettext", "linkcheck"])
+    parser.add_argument("target", choices=["html", "gettext", "linkcheck", "pdf"])
     parser.add_argument("--only", choices=sorted(EDITIONS), help="build a single edition")
     args = parser.parse_args(argv)
 
@@ -267,7 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     vendor_font()
     figure_translations()
     times = {}
-    if args.target == "linkcheck":
+    if args.target == "pdf":
+        for language in EDITIONS:
+            if args.only in (None, language):
+                times[f"pdf-{language}"] = build_pdf(language)
+    elif args.target == "linkcheck":
         # Needs the network: checks every external link of the English text.
         times["linkcheck"] = sphinx_build("linkcheck", BUILD / "linkcheck", "en")
     elif args.target == "gettext":
