@@ -26,6 +26,10 @@ from sphinx.application import Sphinx
 
 
 def make_ids_unique(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    # LaTeX prefixes every id with its document's name, and the whole book is one
+    # doctree there: renaming the ":doc" target of each chapter would break links to it.
+    if app.builder.format != "html":
+        return
     seen: dict[str, int] = {}
     for element in doctree.findall(nodes.Element):
         renamed = []

@@ -62,7 +62,6 @@ FINGERPRINT = BUILD / ".inputs-fingerprint"
 # The PDF editions: Sphinx's LaTeX builder through the same driver and execution cache, then XeLaTeX.
 PDF = BUILD / "pdf"
 LATEX_SUPPORT = ROOT / "_ext" / "latex"
-PDF_NAMES = {"en": "flowdiff-book-en", "zh_CN": "flowdiff-book-zh"}
 AUTHOR = "The flowdiff authors"
 
 SITE = BUILD / "html"
@@ -251,6 +250,20 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
     return time.perf_counter() - start
 
 
+# The Chinese edition's headings: "第 1 章" over a chapter and in the running heads, no "Part I" over the part
+# titles (they read "第一部分：基础"), and the names LaTeX writes itself. Babel knows no Chinese and sets the
+# English names when the document begins, so these are set after it.
+CHINESE_PREAMBLE = r"""\makeatletter
+\renewcommand{\DOCH}{\raggedleft\CNV\FmN{第}\,\CNoV\thechapter\,\CNV\FmN{章}\par\nobreak\vskip 40\p@}
+\def\@chappos{章\quad}
+\AtBeginDocument{%
+  \renewcommand{\chaptername}{第}\renewcommand{\appendixname}{附录}%
+  \renewcommand{\partname}{}\renewcommand{\thepart}{}%
+  \renewcommand{\contentsname}{目录}\renewcommand{\bibname}{参考文献}\renewcommand{\indexname}{索引}}
+\makeatother
+"""
+
+
 def latex_settings(language: str) -> dict:
     """The LaTeX builder's settings of one edition: XeLaTeX, the CJK fonts (the English edition's glossary
     holds Chinese too), PNG figures, and a stub for a package jupyterBook.cls loads but the book never uses."""
@@ -258,11 +271,17 @@ def latex_settings(language: str) -> dict:
     if language == "en":
         # Curly quotes in English text are Western punctuation, not CJK (xeCJK would widen them).
         cjk += "\\xeCJKDeclareCharClass{Default}{\"2018,\"2019,\"201C,\"201D}\n"
+    else:
+        cjk += CHINESE_PREAMBLE
     return {
         "latex_engine": "xelatex",
-        "latex_documents": [("book/index", f"{PDF_NAMES[language]}.tex", EDITIONS[language][2], AUTHOR, "jupyterBook")],
+        "latex_documents": [("book/index", f"{Path(pdf_files()[language]).stem}.tex", EDITIONS[language][2], AUTHOR, "jupyterBook")],
         "latex_additional_files": [str(LATEX_SUPPORT / "bbm.sty")],
-        "latex_elements": {"preamble": cjk},
+        # Code in a smaller type than Sphinx's \small: a line of 100 characters fits the page unbroken,
+        # so code copied out of the PDF runs (a broken line reaches the clipboard with its "↪").
+        "latex_elements": {"preamble": cjk, "fvset": "\\fvset{fontsize=\\footnotesize" + (
+            "}" if language == "en" else ",formatcom=\\xeCJKVerbAddon}")},
+        "print_title": EDITIONS[language][2],
         # LaTeX cannot include the SVG wrapper of a translated figure: the PNG comes first.
         "nb_mime_priority_overrides": [("latex", "image/png", 5)],
     }
@@ -273,16 +292,29 @@ def build_pdf(language: str) -> float:
     outdir = BUILD / "latex" / language
     start = time.perf_counter()
     sphinx_build("latex", outdir, language)
-    name = PDF_NAMES[language]
+    name = Path(pdf_files()[language]).stem
     log = outdir / "xelatex.log"
     with log.open("w") as handle:
         result = subprocess.run(["make", "all-pdf"], cwd=outdir, stdout=handle, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0 or not (outdir / f"{name}.pdf").exists():
         raise SystemExit(f"XeLaTeX failed on {outdir / name}.tex: see {log}")
-    PDF.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(outdir / f"{name}.pdf", PDF / f"{name}.pdf")
+    # At _build/pdf, and where the site's download menus and landing page link it (_ext/bilingual.py).
+    from bilingual import PDF_FOLDER
+
+    for folder in (PDF, SITE / PDF_FOLDER):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(outdir / f"{name}.pdf", folder / f"{name}.pdf")
     print(f"The {language} PDF is at {PDF / name}.pdf")
     return time.perf_counter() - start
+
+
+def pdf_files() -> dict[str, str]:
+    """The PDF's file name of each edition, as the site links them (_ext/bilingual.py)."""
+    if str(ROOT / "_ext") not in sys.path:
+        sys.path.insert(0, str(ROOT / "_ext"))
+    from bilingual import PDF_FILES
+
+    return PDF_FILES
 
 
 def record(times: dict[str, float]) -> None:
