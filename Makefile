@@ -100,8 +100,8 @@ benchmark-likelihood: $(STAMP)
 benchmark-dit: $(STAMP)
 	$(BIN)/python tools/benchmark_dit.py
 
-# Both editions to the gh-pages branch of origin (tools/publish.py, ghp-import).
-publish: book
+# Both editions and their PDFs to the gh-pages branch of origin (tools/publish.py, ghp-import).
+publish: book pdf
 	$(BIN)/python tools/publish.py
 
 $(STAMP): requirements.txt code/pyproject.toml

@@ -54,6 +54,10 @@ from myst_nb.ext.glue.utils import RetrievalError, retrieve_glue_data
 ENGLISH = "en"
 # Each edition: language code -> (folder of its site relative to the English root, name in the switch).
 EDITIONS = {"en": ("", "English"), "zh_CN": ("zh", "中文")}
+THIS_EDITION = {"en": " (this edition)", "zh_CN": "（本版）"}
+# The PDF editions (`make pdf`, tools/build_book.py), in this folder of the site.
+PDF_FOLDER = "pdf"
+PDF_FILES = {"en": "flowdiff-book-en.pdf", "zh_CN": "flowdiff-book-zh.pdf"}
 ENGLISH_CLASS = "bilingual-en"
 NOTEBOOK_RENDERER = "bilingual_nb_renderer"
 PENDING = "bilingual_pending_copies"
@@ -396,12 +400,23 @@ class EnglishNumberedReferences(SphinxPostTransform):
 
 def twin_links(pagename: str, language: str) -> list[tuple[str, str, bool]]:
     """``(name, relative href, is this edition)`` of the page ``pagename`` in every edition."""
-    folder = EDITIONS.get(language, EDITIONS[ENGLISH])[0]
-    to_english_root = "../" * (pagename.count("/") + (folder.count("/") + 1 if folder else 0))
+    to_english_root = site_root(pagename, language)
     return [
         (name, f"{to_english_root}{other + '/' if other else ''}{pagename}.html", code == language)
         for code, (other, name) in EDITIONS.items()
     ]
+
+
+def site_root(pagename: str, language: str) -> str:
+    """The relative path from a page of an edition to the root of the whole site (the English edition's)."""
+    folder = EDITIONS.get(language, EDITIONS[ENGLISH])[0]
+    return "../" * (pagename.count("/") + (folder.count("/") + 1 if folder else 0))
+
+
+def pdf_links(pagename: str, language: str) -> list[tuple[str, str]]:
+    """``(name of the edition, relative href)`` of the PDF of every edition, as `make pdf` places them in the site."""
+    root = site_root(pagename, language)
+    return [(name, f"{root}{PDF_FOLDER}/{PDF_FILES[code]}") for code, (_, name) in EDITIONS.items()]
 
 
 def add_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -417,16 +432,17 @@ def add_page_context(app: Sphinx, pagename: str, templatename: str, context: dic
 
 
 class LanguageEditions(Directive):
-    """``{language-editions}``: links to the book's home in every edition."""
+    """``{language-editions}``: links to the book's home in every edition, and to its PDF."""
 
     has_content = False
 
     def run(self) -> list[nodes.Node]:
         env = self.state.document.settings.env
         language = env.config.language or ENGLISH
+        this_edition = THIS_EDITION.get(language, THIS_EDITION[ENGLISH])
         items = "".join(
-            f'<li><a href="{href}">{name}</a>{" (this edition)" if current else ""}</li>'
-            for name, href, current in twin_links(env.docname, language)
+            f'<li><a href="{href}">{name}</a>{this_edition if current else ""} · <a href="{pdf}">PDF</a></li>'
+            for (name, href, current), (_, pdf) in zip(twin_links(env.docname, language), pdf_links(env.docname, language))
         )
         return [nodes.raw("", f'<ul class="language-editions">{items}</ul>', format="html")]
 
