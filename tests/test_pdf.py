@@ -67,43 +67,97 @@ def test_every_chapter_title_and_no_markup_residue(edition: str) -> None:
     assert not found, found
 
 
-def html_counts(edition: str) -> tuple[int, int]:
-    """Numbered figures and numbered equations over all chapters of an edition's HTML."""
+def html_counts(edition: str) -> dict[str, int]:
+    """Numbered figures, tables and equations over all chapters of an edition's HTML."""
     site = HTML if edition == "en" else HTML / "zh"
-    figures = equations = 0
+    counts = {"figures": 0, "tables": 0, "equations": 0}
     for chapter in CHAPTERS:
         page = (site / f"{chapter}.html").read_text(encoding="utf-8")
-        figures += len(re.findall(r'<figcaption>\s*<p><span class="caption-number">', page))
-        equations += len(re.findall(r'<span class="eqno">', page))
-    return figures, equations
+        counts["figures"] += len(re.findall(r'<figcaption>\s*<p><span class="caption-number">', page))
+        counts["tables"] += len(re.findall(r'<caption><span class="caption-number">', page))
+        counts["equations"] += len(re.findall(r'<span class="eqno">', page))
+    return counts
+
+
+# The running foot of a page: "Chapter 3. SDEs, ..." or "第 3 章 ..." on even pages, "3.3. The Ornstein-..." on odd ones.
+RUNNING_FOOT = re.compile(r"^(?:Chapter (\d+)\.|第 (\d+) 章|(\d+)\.\d+\. )")
+
+
+def equation_numbers(text: str) -> set[str]:
+    """The numbers "(c.n)" that end a line on a page of chapter c (or on the opening page of chapter c + 1,
+    which has no running foot): a number in the prose, "random bytes (10.23)" in Chapter 15, is no equation."""
+    numbers, chapter = set(), 0
+    for page in text.split("\f"):
+        foot = [line.strip() for line in page.splitlines() if line.strip()][-3:]
+        for line in foot:
+            match = RUNNING_FOOT.match(line)
+            if match:
+                chapter = int(next(group for group in match.groups() if group))
+        for prefix, number in re.findall(r"\((\d+)\.(\d+)\)\s*$", page, re.M):
+            if int(prefix) in (chapter, chapter + 1):
+                numbers.add(f"{prefix}.{number}")
+    return numbers
 
 
 @pytest.mark.parametrize("edition", EDITIONS)
-def test_figures_and_equations_match_the_html(edition: str) -> None:
+def test_figures_tables_and_equations_match_the_html(edition: str) -> None:
     text = text_of(edition)
-    figure_word = "Fig." if edition == "en" else "图"
-    pdf_figures = len(set(re.findall(rf"^{re.escape(figure_word)}\s*(\d+\.\d+)[:：]", text, re.M)))
-    pdf_equations = len(set(re.findall(r"\((\d+\.\d+)\)\s*$", text, re.M)))
-    figures, equations = html_counts(edition)
-    assert (pdf_figures, pdf_equations) == (figures, equations)
+    figure, table = ("Fig.", "Table") if edition == "en" else ("图", "表")
+    pdf = {
+        "figures": len(set(re.findall(rf"^{figure}\s*(\d+\.\d+)[:：]", text, re.M))),
+        "tables": len(set(re.findall(rf"^{table}\s*(\d+\.\d+)[:：]", text, re.M))),
+        "equations": len(equation_numbers(text)),
+    }
+    assert pdf == html_counts(edition)
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_the_site_links_both_pdfs_where_make_pdf_put_them(edition: str) -> None:
+    site = HTML if edition == "en" else HTML / "zh"
+    landing = (site / "book" / "index.html").read_text(encoding="utf-8")
+    linked = {href for href in re.findall(r'href="([^"]+\.pdf)"', landing)}
+    assert {(site / "book" / href).resolve() for href in linked} == {HTML / "pdf" / path.name for path in EDITIONS.values()}
+    for path in EDITIONS.values():
+        assert (HTML / "pdf" / path.name).read_bytes() == path.read_bytes(), f"the site's {path.name} is stale"
+
+
+def printed_code_cells(width: int = 80) -> list[str]:
+    """The first three visible code cells of each chapter that hold an indented block and fit the printed line."""
+    import jupytext
+
+    cells = []
+    for chapter in CHAPTERS:
+        of_chapter = []
+        for cell in jupytext.read(ROOT / f"{chapter}.md").cells:
+            tags = set(cell.metadata.get("tags", []))
+            lines = cell.source.splitlines()
+            if (
+                cell.cell_type == "code" and not tags & {"remove-cell", "remove-input", "hide-input"}
+                and 3 <= len(lines) <= 25 and max(map(len, lines)) <= width
+                and any(line.startswith("    ") for line in lines) and not lines[0].startswith(("%", "!"))
+            ):
+                of_chapter.append(cell.source)
+        cells += of_chapter[:3]
+    return cells
 
 
 def test_code_copied_from_the_pdf_runs_through_compile() -> None:
-    """Three code cells, as pdftotext extracts them, compile: no curly quotes, ligatures or lost indentation."""
-    text = text_of("en", layout=True)
-    cells = [
-        "test = load_mnist(train=False)",
-        "def network_field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:",
-        "grid_scales = (0.0, 1.0, 2.0, 3.0, 5.0)",
-    ]
-    for first_line in cells:
-        start = text.index(first_line)
-        indent = len(text[text.rindex("\n", 0, start) + 1 : start])
-        block = []
-        for line in text[start - indent :].splitlines():
-            if block and line.strip() and len(line) - len(line.lstrip()) < indent:
-                break
-            if block and not line.strip() and not block[-1].strip():
-                break
-            block.append(line[indent:])
-        compile("\n".join(block).strip() + "\n", first_line, "exec")
+    """Code cells as pdftotext extracts them are the code of the book, and compile: no curly quotes,
+    ligatures or lost indentation. A cell that a page break splits is left out; at least ten must be whole."""
+    text = text_of("en", layout=True).splitlines()
+    checked, split = [], []
+    for source in printed_code_cells():
+        wanted = [line.rstrip() for line in source.splitlines() if line.strip()]
+        copies = []
+        for start in (i for i, line in enumerate(text) if line.strip() == wanted[0].strip()):
+            indent = len(text[start]) - len(text[start].lstrip())
+            copies.append([line[indent:].rstrip() for line in text[start:] if line.strip()][: len(wanted)])
+        assert copies, f"not in the PDF: {wanted[0]!r}"
+        if wanted in copies:
+            compile("\n".join(wanted) + "\n", wanted[0], "exec")
+            checked.append(wanted[0])
+        elif any("continues on next page" in line for copy in copies for line in copy):
+            split.append(wanted[0])
+        else:
+            raise AssertionError(f"the PDF's copy of the cell starting {wanted[0]!r} differs:\n" + "\n".join(copies[0]))
+    assert len(checked) >= 10, (checked, split)
