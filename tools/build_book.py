@@ -250,15 +250,14 @@ def sphinx_build(builder: str, outdir: Path, language: str) -> float:
     return time.perf_counter() - start
 
 
-# The Chinese edition's headings: "第 1 章" over a chapter and in the running heads, no "Part I" over the part
-# titles (they read "第一部分：基础"), and the names LaTeX writes itself. Babel knows no Chinese and sets the
-# English names when the document begins, so these are set after it.
+# The Chinese edition's headings: "第 1 章" over a chapter and in the running heads, and the names LaTeX
+# writes itself. Babel knows no Chinese and sets the English names when the document begins, so these are
+# set after it.
 CHINESE_PREAMBLE = r"""\makeatletter
 \renewcommand{\DOCH}{\raggedleft\CNV\FmN{第}\,\CNoV\thechapter\,\CNV\FmN{章}\par\nobreak\vskip 40\p@}
 \def\@chappos{章\quad}
 \AtBeginDocument{%
   \renewcommand{\chaptername}{第}\renewcommand{\appendixname}{附录}%
-  \renewcommand{\partname}{}\renewcommand{\thepart}{}%
   \renewcommand{\contentsname}{目录}\renewcommand{\bibname}{参考文献}\renewcommand{\indexname}{索引}}
 \makeatother
 """
@@ -267,7 +266,15 @@ CHINESE_PREAMBLE = r"""\makeatletter
 def latex_settings(language: str) -> dict:
     """The LaTeX builder's settings of one edition: XeLaTeX, the CJK fonts (the English edition's glossary
     holds Chinese too), PNG figures, and a stub for a package jupyterBook.cls loads but the book never uses."""
-    cjk = "\\usepackage{xeCJK}\n\\setCJKmainfont{Noto Serif CJK SC}\n\\setCJKsansfont{Noto Sans CJK SC}\n"
+    cjk = (
+        # Noto Serif CJK has no italic: emphasis in Chinese is set in the sans (黑体), as Chinese books do.
+        "\\usepackage{xeCJK}\n\\setCJKmainfont{Noto Serif CJK SC}[ItalicFont=Noto Sans CJK SC]\n"
+        "\\setCJKsansfont{Noto Sans CJK SC}\n\\setCJKmonofont{Noto Sans Mono CJK SC}\n"
+        # The running heads hold CJK text, taller than the 12pt fancyhdr expects.
+        "\\setlength{\\headheight}{14pt}\n"
+        # The parts' titles carry their numbers ("Part I: Foundations", "第一部分：基础"): no "Part I" above them.
+        "\\AtBeginDocument{\\renewcommand{\\partname}{}\\renewcommand{\\thepart}{}}\n"
+    )
     if language == "en":
         # Curly quotes in English text are Western punctuation, not CJK (xeCJK would widen them).
         cjk += "\\xeCJKDeclareCharClass{Default}{\"2018,\"2019,\"201C,\"201D}\n"
