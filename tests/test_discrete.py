@@ -178,6 +178,20 @@ def test_ddpm_last_step_adds_no_noise() -> None:
     torch.testing.assert_close(end, point.points.expand(100, 2))
 
 
+def test_ddpm_steps_by_hand_with_the_same_noise() -> None:
+    """Two steps of Algorithm alg-dd-ddpm written out: x_{1/2} = μ(x_1) + σ_q √Δs ξ with the generator's
+    draw ξ, then the noiseless last step. The distribution alone cannot tell +ξ from −ξ; the seed can."""
+    chain = VarianceExplodingChain(1.5, 2)
+    mixture = GaussianMixture(torch.tensor([[1.0, -0.5], [-1.2, 0.8]]), 0.4 * torch.eye(2).expand(2, 2, 2), torch.tensor([0.3, 0.7]))
+    denoiser = exact_denoiser(mixture, chain)
+    x1 = 1.5 * torch.randn(64, 2, generator=gen(21))
+    one, half = torch.ones(64), torch.full((64,), 0.5)
+    noise = torch.randn(64, 2, generator=gen(22))
+    x_half = chain.posterior_mean(x1, denoiser(x1, one), one) + 1.5 * math.sqrt(0.5) * noise
+    expected = chain.posterior_mean(x_half, denoiser(x_half, half), half)
+    torch.testing.assert_close(ddpm_sample(denoiser, chain, x1, gen(22)), expected)
+
+
 # --- the ᾱ form, against diffusers' schedulers (a test-only oracle; no weights are downloaded) ---------------
 
 PREDICTIONS = ["epsilon", "sample", "v_prediction"]
@@ -201,6 +215,23 @@ def test_alpha_bar_schedules_match_diffusers(name: str) -> None:
     theirs = DDPMScheduler(beta_schedule="linear" if name == "linear" else "squaredcos_cap_v2").alphas_cumprod
     torch.testing.assert_close(ours.alpha_bar, theirs.double(), atol=1e-6, rtol=0)
     assert ours.steps == 1000 and ours.book_time()[-1] == 0 and ours.book_time()[0] == 1 - 1 / 1000
+
+
+def test_alpha_bar_noising_and_timesteps_match_diffusers() -> None:
+    """eq-dd-vp against diffusers' add_noise at several levels, and the levels of a full and a 50-step loop."""
+    from diffusers import DDPMScheduler
+
+    schedule = AlphaBarSchedule.linear()
+    oracle = DDPMScheduler()
+    oracle_alpha_bar(oracle, schedule)
+    x0 = torch.randn(8, 3, generator=gen(24), dtype=torch.float64)
+    noise = torch.randn(8, 3, generator=gen(25), dtype=torch.float64)
+    for k in (999, 500, 10, 0):
+        expected = oracle.add_noise(x0, noise, torch.full((8,), k))
+        torch.testing.assert_close(schedule.noised(x0, k, noise), expected, atol=1e-12, rtol=0)
+    assert schedule.timesteps() == oracle.timesteps.tolist()
+    oracle.set_timesteps(50)
+    assert schedule.timesteps(50) == oracle.timesteps.tolist()
 
 
 @pytest.mark.parametrize("variance", ["posterior", "beta"])

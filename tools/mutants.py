@@ -77,6 +77,9 @@ EQUIVALENT: dict[str, str] = {
     "solvers.solve_adaptive: factor-2 `(end - start) / 100` -> `(end - start) / (2 * 100)`": FIRST_STEP,
     "solvers.solve_adaptive: factor-2 `end - start` -> `2 * end - start`": FIRST_STEP,
     "solvers.solve_adaptive: sign flip `end - start` -> `end + start`": FIRST_STEP,
+    # The cosine schedule uses f only through the ratios f(u_k) / f(u_{k-1}): a constant factor cancels.
+    "discrete.AlphaBarSchedule.cosine: factor-2 `torch.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2` -> "
+    "`(2 * torch.cos((u + offset) / (1 + offset) * math.pi / 2)) ** 2`": "f enters only through ratios of its values",
     # _posterior calls _column only to check the shape of t; its value is discarded.
     "paths.GaussianPath._posterior: wrong time `t` -> `1 - t` @ _column(t, x)": "the call only checks the shape of t",
 }
