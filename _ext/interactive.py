@@ -101,13 +101,26 @@ class InteractiveFigure(PasteFigureDirective):
         return result
 
 
+# Printed under an interactive figure's caption, whose controls the page describes.
+PRINTED_NOTE = {
+    "en": "Interactive in the web edition; printed here in the state it opens in.",
+    "zh_CN": "网页版中此图可交互；此处印出的是它打开时的状态。",
+}
+
+
 def strip_for_other_builders(app: Sphinx, doctree: nodes.document, docname: str) -> None:
-    """Only HTML can run the widget: other builders keep the static image alone."""
+    """Only HTML can run the widget: other builders keep the static image alone, and a printed
+    caption says where the controls it describes are."""
     if app.builder.format == "html":
         return
+    note = PRINTED_NOTE.get(app.config.language or "en", PRINTED_NOTE["en"])
     for node in list(doctree.findall(nodes.raw)):
         if 'class="fd-live"' in node.astext():
-            node.parent.remove(node)
+            figure = node.parent
+            figure.remove(node)
+            caption = figure.next_node(nodes.caption)
+            if caption is not None and app.builder.format == "latex":
+                caption += nodes.Text(f" {note}")
 
 
 def add_assets(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,18 @@ def test_every_chapter_title_and_no_markup_residue(edition: str) -> None:
     assert not missing, missing
     found = {mark: text.count(mark) for mark in RESIDUE if mark in text}
     assert not found, found
+
+
+def test_each_interactive_figure_prints_its_static_image_with_a_note() -> None:
+    """The web's interactive figures print as their static images, each caption saying so."""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from interactive import PRINTED_NOTE
+
+    figures = sum(source.read_text(encoding="utf-8").count("```{interactive-figure}") for source in (ROOT / "book").glob("*.md"))
+    assert figures >= 20
+    for edition, language in (("en", "en"), ("zh", "zh_CN")):
+        text = "".join(text_of(edition).split())
+        assert text.count("".join(PRINTED_NOTE[language].split())) == figures, edition
 
 
 def html_counts(edition: str) -> dict[str, int]:
