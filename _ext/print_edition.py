@@ -12,6 +12,9 @@
   numbers with one level, as for the HTML; the LaTeX writer still gets two.
 * Proof boxes titled in the edition's language. sphinx-proof translates
   "Definition" for HTML but writes it untranslated into LaTeX.
+* Proofs as a book prints them. sphinx-proof makes a proof an admonition
+  without a title, which LaTeX draws as a box under an empty coloured bar;
+  in print it is the text itself ("Proof. ..."), closed by a square.
 * Exercises referred to from another chapter. sphinx-exercise rewrites a
   reference to an exercise of the same page into a link to its label, and
   leaves those to other pages to Sphinx, whose ``\\ref`` finds no LaTeX counter
@@ -132,6 +135,27 @@ def translated_proof_titles(app: Sphinx) -> None:
     )
 
 
+class PlainProofs(SphinxPostTransform):
+    """A proof prints as its paragraphs and a closing square, not as an untitled box."""
+
+    default_priority = 900
+    formats = ("latex",)
+
+    def run(self, **kwargs: Any) -> None:
+        for box in list(self.document.findall(nodes.admonition)):
+            if "proof" not in box["classes"] or any(isinstance(child, nodes.title) for child in box.children):
+                continue
+            block = nodes.container(classes=["proof"])
+            block.extend(box.children)
+            # At the end of the last line when the proof ends with text, on a line of its own after a display.
+            last = block.children[-1] if block.children else None
+            if isinstance(last, nodes.paragraph):
+                last += nodes.raw("", "\\nobreak\\hfill$\\square$", format="latex")
+            else:
+                block += nodes.raw("", "\\par\\nobreak\\hfill$\\square$\\par\n", format="latex")
+            box.replace_self(block)
+
+
 class ExerciseReferencesAcrossChapters(SphinxPostTransform):
     """A numbered reference to an exercise of another page: a link to sphinx-exercise's label."""
 
@@ -166,5 +190,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", translated_proof_titles)
     app.connect("env-before-read-docs", edition_title)
     app.add_post_transform(ExerciseReferencesAcrossChapters)
+    app.add_post_transform(PlainProofs)
     app.add_transform(TranslatedFigures)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -80,6 +80,14 @@ def test_each_interactive_figure_prints_its_static_image_with_a_note() -> None:
         assert text.count("".join(PRINTED_NOTE[language].split())) == figures, edition
 
 
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_every_proof_ends_with_its_square(edition: str) -> None:
+    """Proofs print as text closed by a square (_ext/print_edition.py), one per proof of the sources."""
+    proofs = sum(source.read_text(encoding="utf-8").count("{prf:proof}") for source in (ROOT / "book").glob("*.md"))
+    assert proofs >= 50
+    assert text_of(edition).count("\u25a1") == proofs
+
+
 def html_counts(edition: str) -> dict[str, int]:
     """Numbered figures, tables and equations over all chapters of an edition's HTML."""
     site = HTML if edition == "en" else HTML / "zh"
