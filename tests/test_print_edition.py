@@ -21,18 +21,16 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from flowdiff.plotting import animate  # noqa: E402
 from flowdiff.solvers import Trajectory  # noqa: E402
-from flowdiff.translated_figures import render_translated  # noqa: E402
+from flowdiff import translated_figures  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_ext"))
 from print_edition import ANIMATION_TEXT, FRAME, WRAPPED_PNG  # noqa: E402
 
 
 def test_the_png_inside_a_translated_figure_is_found() -> None:
-    from flowdiff import translated_figures
-
     figure = Figure(figsize=(2, 1))
     figure.add_subplot().set_title("density")
-    png, _, _ = render_translated(figure, {"density": "Dichte"})
+    png, _, _ = translated_figures.render_translated(figure, {"density": "Dichte"})
     match = WRAPPED_PNG.match(translated_figures._svg_wrapping(png))
     assert match is not None
     assert base64.b64decode(match.group(1)) == png

@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The book's Sphinx extensions, which also own names this driver shares (the PDFs' file names, the
+# interactive figures' texts): importable as Sphinx imports them.
+sys.path.insert(0, str(ROOT / "_ext"))
 BUILD = ROOT / "_build"
 CACHE = BUILD / ".jupyter_cache"
 LOCALES = ROOT / "locales"
@@ -159,8 +162,6 @@ def write_figures_template() -> None:
                     for text in metadata.get(mime_type, {}).get("texts", []):
                         catalogue.add(text, locations=[(location, 0)])
     # The texts of the interactive figures' controls and read-outs (_ext/interactive.py).
-    if str(ROOT / "_ext") not in sys.path:
-        sys.path.insert(0, str(ROOT / "_ext"))
     from interactive import interactive_strings
 
     for text in interactive_strings():
@@ -266,6 +267,8 @@ CHINESE_PREAMBLE = r"""\makeatletter
 def latex_settings(language: str) -> dict:
     """The LaTeX builder's settings of one edition: XeLaTeX, the CJK fonts (the English edition's glossary
     holds Chinese too), PNG figures, and a stub for a package jupyterBook.cls loads but the book never uses."""
+    from bilingual import PDF_FILES
+
     cjk = (
         # Noto Serif CJK has no italic: emphasis in Chinese is set in the sans (黑体), as Chinese books do.
         "\\usepackage{xeCJK}\n\\setCJKmainfont{Noto Serif CJK SC}[ItalicFont=Noto Sans CJK SC]\n"
@@ -282,7 +285,7 @@ def latex_settings(language: str) -> dict:
         cjk += CHINESE_PREAMBLE
     return {
         "latex_engine": "xelatex",
-        "latex_documents": [("book/index", f"{Path(pdf_files()[language]).stem}.tex", EDITIONS[language][2], AUTHOR, "jupyterBook")],
+        "latex_documents": [("book/index", f"{Path(PDF_FILES[language]).stem}.tex", EDITIONS[language][2], AUTHOR, "jupyterBook")],
         "latex_additional_files": [str(LATEX_SUPPORT / "bbm.sty")],
         # Code in a smaller type than Sphinx's \small: a line of 100 characters fits the page unbroken,
         # so code copied out of the PDF runs (a broken line reaches the clipboard with its "↪").
@@ -297,31 +300,22 @@ def latex_settings(language: str) -> dict:
 def build_pdf(language: str) -> float:
     """One edition as PDF: the LaTeX sources, then XeLaTeX through the Makefile Sphinx writes; return seconds."""
     outdir = BUILD / "latex" / language
+    from bilingual import PDF_FILES, PDF_FOLDER
+
     start = time.perf_counter()
     sphinx_build("latex", outdir, language)
-    name = Path(pdf_files()[language]).stem
+    name = Path(PDF_FILES[language]).stem
     log = outdir / "xelatex.log"
     with log.open("w") as handle:
         result = subprocess.run(["make", "all-pdf"], cwd=outdir, stdout=handle, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0 or not (outdir / f"{name}.pdf").exists():
         raise SystemExit(f"XeLaTeX failed on {outdir / name}.tex: see {log}")
     # At _build/pdf, and where the site's download menus and landing page link it (_ext/bilingual.py).
-    from bilingual import PDF_FOLDER
-
     for folder in (PDF, SITE / PDF_FOLDER):
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(outdir / f"{name}.pdf", folder / f"{name}.pdf")
     print(f"The {language} PDF is at {PDF / name}.pdf")
     return time.perf_counter() - start
-
-
-def pdf_files() -> dict[str, str]:
-    """The PDF's file name of each edition, as the site links them (_ext/bilingual.py)."""
-    if str(ROOT / "_ext") not in sys.path:
-        sys.path.insert(0, str(ROOT / "_ext"))
-    from bilingual import PDF_FILES
-
-    return PDF_FILES
 
 
 def record(times: dict[str, float]) -> None:

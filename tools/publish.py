@@ -6,10 +6,9 @@
 The site must hold both editions, and `_build/pdf` their PDFs (`make
 publish` builds them all), which land in the site's `pdf/` folder, where
 every page's download menu links them. Copies the site into a staging
-folder first, leaving out Sphinx's build
-records (`.buildinfo`, `.doctrees`), so the branch holds the site and nothing
-else; ghp-import adds `.nojekyll`, without which GitHub Pages would not serve
-`_static/`.
+folder first, leaving out Sphinx's build records (`.buildinfo`,
+`.doctrees`), so the branch holds the site and nothing else; ghp-import
+adds `.nojekyll`, without which GitHub Pages would not serve `_static/`.
 """
 
 from __future__ import annotations
